@@ -1,0 +1,1 @@
+"""HTTP surface: thin handlers that parse, call the pipeline and render."""

@@ -1,0 +1,108 @@
+"""``create_app(settings)`` and the lifespan that builds every client the gateway uses.
+
+Nothing here is a module-level singleton: two apps with different settings can live in one process
+(the tests do exactly that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import aiohttp
+from fastapi import FastAPI
+
+from gateway import __version__
+from gateway.api import admin, health, openai
+from gateway.api.error_handler import install_error_handlers
+from gateway.auth import MasterKeyAuthenticator
+from gateway.config import RoutingConfig, demo_config, load_config
+from gateway.pipeline import Pipeline
+from gateway.routing.litellm_engine import LitellmEngine
+from gateway.routing.native import NativeEngine
+from gateway.runtime import RoutingTable
+from gateway.services import Services
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
+
+#: Placeholder-looking master keys are refused outside the demo.
+MIN_MASTER_KEY_LENGTH = 16
+
+
+def _upstream_session() -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+    # A large read buffer so that a long SSE line (a big tool-call chunk) is not split or refused.
+    return aiohttp.ClientSession(connector=connector, read_bufsize=2**20, auto_decompress=True,
+                                 raise_for_status=False, trust_env=False)
+
+
+async def _start_demo_upstream(stack: AsyncExitStack) -> str:
+    from gateway.mock_upstream.server import start
+
+    runner, port = await start("127.0.0.1", 0)
+    stack.push_async_callback(runner.cleanup)
+    log.info("demo mode: built-in mock upstream on 127.0.0.1:%d serves the 'demo' model", port)
+    return f"http://127.0.0.1:{port}/v1"
+
+
+async def _watch_config(table: RoutingTable, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        table.reload_if_changed()
+
+
+def _install_sighup(table: RoutingTable) -> None:
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, table.reload)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if settings.master_key is None:
+        raise RuntimeError("GATEWAY_MASTER_KEY is not set (`llm-gateway serve` generates one in demo mode)")
+    if not settings.demo and len(settings.master_key.get_secret_value()) < MIN_MASTER_KEY_LENGTH:
+        raise RuntimeError(f"GATEWAY_MASTER_KEY must be at least {MIN_MASTER_KEY_LENGTH} characters")
+    async with AsyncExitStack() as stack:
+        session = _upstream_session()
+        stack.push_async_callback(session.close)
+        config: RoutingConfig
+        if settings.config is None:
+            config = demo_config(await _start_demo_upstream(stack))
+            source = "demo"
+        else:
+            config = load_config(settings.config)
+            source = str(settings.config)
+        table = RoutingTable(config, {"native": NativeEngine(session), "litellm": LitellmEngine()},
+                             source=settings.config)
+        master = MasterKeyAuthenticator(settings.master_key)
+        app.state.services = Services(
+            settings=settings, table=table, pipeline=Pipeline(master, table), master=master, source=source,
+        )
+        if settings.config is not None:
+            _install_sighup(table)
+            if settings.config_poll_seconds > 0:
+                watcher = asyncio.create_task(_watch_config(table, settings.config_poll_seconds))
+                stack.callback(watcher.cancel)
+        log.info("llm-gateway %s ready: %d aliases from %s", __version__, len(table.router.aliases()), source)
+        yield
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="llm-gateway",
+        version=__version__,
+        summary="An OpenAI-compatible LLM gateway on litellm's provider layer.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or Settings()
+    install_error_handlers(app)
+    app.include_router(openai.router)
+    app.include_router(admin.router)
+    app.include_router(health.router)
+    return app

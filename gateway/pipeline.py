@@ -1,0 +1,132 @@
+"""The request pipeline: small stages in a fixed order, each with one job. It knows no HTTP.
+
+    authenticate → authorize → route (engines, retries, fallbacks) → result for the handler to render
+
+Later stages (admission, cache, settlement) slot in between with the same shape: they take the
+context and the typed request, and either pass or raise a GatewayError.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.auth import Authenticator, Principal, bearer_token
+from gateway.errors import ModelNotFound, PermissionDenied
+from gateway.routing.deployments import Deployment, Operation
+from gateway.routing.router import AttemptEvent
+from gateway.routing.types import UpstreamCall, UpstreamStream, Usage
+from gateway.runtime import RoutingTable
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    principal: Principal | None = None
+    alias: str | None = None
+    deployment: Deployment | None = None
+    attempts: int = 0
+    upstream_seconds: float = 0.0
+    events: list[AttemptEvent] = field(default_factory=list)
+    usage: Usage | None = None
+
+
+@dataclass(slots=True)
+class JsonResult:
+    body: bytes
+
+
+class StreamResult:
+    """An opened stream. ``close`` runs exactly once, whether the frames were read to the end,
+    abandoned by a client that went away, or never read at all."""
+
+    def __init__(self, ctx: RequestContext, stream: UpstreamStream, on_close: Callable[[], None]) -> None:
+        self._ctx = ctx
+        self._stream = stream
+        self._on_close: Callable[[], None] | None = on_close
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        try:
+            async for frame in self._stream:
+                yield frame
+        finally:
+            await self.close()
+
+    @property
+    def failed(self) -> bool:
+        return self._stream.error is not None
+
+    async def close(self) -> None:
+        on_close, self._on_close = self._on_close, None
+        if on_close is None:
+            return
+        try:
+            await self._stream.aclose()
+        finally:
+            self._ctx.usage = self._stream.usage
+            on_close()
+
+
+class Pipeline:
+    def __init__(self, authenticator: Authenticator, table: RoutingTable) -> None:
+        self._authenticator = authenticator
+        self._table = table
+
+    # 1 authenticate
+    async def authenticate(self, ctx: RequestContext, authorization: str | None,
+                           api_key: str | None = None) -> Principal:
+        ctx.principal = await self._authenticator.authenticate(bearer_token(authorization, api_key))
+        return ctx.principal
+
+    # 2 authorize
+    def authorize(self, ctx: RequestContext, alias: str) -> None:
+        principal = ctx.principal
+        assert principal is not None, "authenticate runs first"
+        if not self._table.router.knows(alias):
+            raise ModelNotFound(f"The model '{alias}' does not exist or you do not have access to it.",
+                                param="model")
+        if not principal.may_use(alias):
+            raise PermissionDenied(f"This key is not allowed to use the model '{alias}'.", param="model")
+        ctx.alias = alias
+
+    def visible_aliases(self, principal: Principal) -> list[str]:
+        return [alias for alias in self._table.router.aliases() if principal.may_use(alias)]
+
+    @property
+    def loaded_at(self) -> int:
+        return self._table.loaded_at
+
+    # 5 route
+    async def call(self, ctx: RequestContext, operation: Operation, body: dict[str, Any],
+                   *, stream: bool) -> JsonResult | StreamResult:
+        alias = ctx.alias
+        assert alias is not None, "authorize runs first"
+        options = body.get("stream_options")
+        call = UpstreamCall(
+            operation=operation,
+            body=body,
+            stream=stream,
+            client_wants_usage=bool(isinstance(options, dict) and options.get("include_usage")),
+            request_id=ctx.request_id,
+        )
+        router = self._table.router
+        if not stream:
+            routed = await router.send(alias, call)
+            self._record(ctx, routed.deployment, routed.attempts, routed.upstream_seconds, routed.events)
+            ctx.usage = routed.value.usage
+            return JsonResult(routed.value.body)
+        opened = await router.open_stream(alias, call)
+        self._record(ctx, opened.deployment, opened.attempts, opened.upstream_seconds, opened.events)
+        deployment = opened.deployment
+        return StreamResult(ctx, opened.value, lambda: router.stream_finished(deployment))
+
+    @staticmethod
+    def _record(ctx: RequestContext, deployment: Deployment, attempts: int, upstream_seconds: float,
+                events: list[AttemptEvent]) -> None:
+        ctx.deployment = deployment
+        ctx.attempts = attempts
+        ctx.upstream_seconds = upstream_seconds
+        ctx.events = events

@@ -1,0 +1,90 @@
+"""What this process knows about each deployment's health: in-flight calls, latency, cooldowns.
+
+The book is keyed by deployment id and survives a config reload, so a reload does not forget that a
+deployment is cooling down. It is per process: each replica cools deployments down on its own
+evidence, which is what a client of that replica experiences.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.errors import GatewayError, UpstreamAuthFailed, UpstreamRateLimited
+
+FAILURE_WINDOW_SECONDS = 60.0
+#: Weight of the newest sample in the latency moving average.
+LATENCY_ALPHA = 0.3
+
+
+@dataclass(slots=True)
+class DeploymentState:
+    in_flight: int = 0
+    latency_ewma: float | None = None
+    cooldown_until: float = 0.0
+    failures: deque[float] = field(default_factory=deque)
+
+
+class HealthBook:
+    def __init__(self, *, allowed_fails: int, cooldown_time: float,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.allowed_fails = allowed_fails
+        self.cooldown_time = cooldown_time
+        self._monotonic = monotonic
+        self._states: dict[str, DeploymentState] = {}
+
+    def configure(self, *, allowed_fails: int, cooldown_time: float) -> None:
+        self.allowed_fails = allowed_fails
+        self.cooldown_time = cooldown_time
+
+    def state(self, deployment_id: str) -> DeploymentState:
+        state = self._states.get(deployment_id)
+        if state is None:
+            state = self._states[deployment_id] = DeploymentState()
+        return state
+
+    def available(self, deployment_id: str) -> bool:
+        return self.state(deployment_id).cooldown_until <= self._monotonic()
+
+    def cooling_down(self) -> list[str]:
+        now = self._monotonic()
+        return sorted(k for k, s in self._states.items() if s.cooldown_until > now)
+
+    def started(self, deployment_id: str) -> None:
+        self.state(deployment_id).in_flight += 1
+
+    def finished(self, deployment_id: str) -> None:
+        self.state(deployment_id).in_flight -= 1
+
+    def succeeded(self, deployment_id: str, latency: float) -> None:
+        state = self.state(deployment_id)
+        if state.latency_ewma is None:
+            state.latency_ewma = latency
+        else:
+            state.latency_ewma += LATENCY_ALPHA * (latency - state.latency_ewma)
+
+    def failed(self, deployment_id: str, error: GatewayError) -> bool:
+        """Record a failure; returns True when it put the deployment into cooldown."""
+        if not error.deployment_fault:
+            return False
+        state = self.state(deployment_id)
+        now = self._monotonic()
+        if isinstance(error, UpstreamRateLimited):
+            # The provider told us when to come back; without a hint, rest for the configured time.
+            wait = error.retry_after if error.retry_after is not None else self.cooldown_time
+            state.cooldown_until = max(state.cooldown_until, now + wait)
+            return True
+        if isinstance(error, UpstreamAuthFailed):
+            state.cooldown_until = now + self.cooldown_time
+            return True
+        failures = state.failures
+        failures.append(now)
+        while failures and failures[0] < now - FAILURE_WINDOW_SECONDS:
+            failures.popleft()
+        if len(failures) > self.allowed_fails:
+            state.cooldown_until = now + self.cooldown_time
+            failures.clear()
+            return True
+        return False

@@ -1,0 +1,219 @@
+"""The litellm engine: every provider that needs translation goes through litellm's call path.
+
+litellm does the request and response translation and raises its own exception types; this module
+turns those into our error tree in one place (``translate_litellm_errors``) and renders litellm's
+response objects as OpenAI JSON, so a client cannot tell which engine answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import litellm
+import orjson
+from litellm import exceptions as provider_errors
+
+from gateway.errors import (
+    ContextWindowExceeded,
+    GatewayError,
+    UpstreamAuthFailed,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamRejectedRequest,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_from_upstream_status,
+)
+from gateway.routing.deployments import Deployment
+from gateway.routing.sse import error_frame, parse_retry_after, scrub
+from gateway.routing.types import DONE_FRAME, UpstreamCall, UpstreamResponse, Usage
+
+#: Fields litellm wants as arguments of its own rather than in the provider's body.
+_CLIENT_ONLY = frozenset({"model", "stream", "stream_options"})
+
+
+def _retry_after(error: Exception) -> float | None:
+    headers = getattr(error, "litellm_response_headers", None)
+    if headers is None:
+        response = getattr(error, "response", None)
+        headers = getattr(response, "headers", None)
+    try:
+        return parse_retry_after(headers) if headers is not None else None
+    except (AttributeError, TypeError):
+        return None
+
+
+@contextmanager
+def translate_litellm_errors(deployment: Deployment) -> Iterator[None]:
+    """Re-raise litellm's exceptions as our errors, by type (never by message text)."""
+    try:
+        yield
+    except GatewayError:
+        raise
+    except provider_errors.ContextWindowExceededError as error:
+        raise ContextWindowExceeded(scrub(str(error.message), deployment), param="messages") from error
+    except provider_errors.RateLimitError as error:
+        raise UpstreamRateLimited(scrub(str(error.message), deployment),
+                                  retry_after=_retry_after(error)) from error
+    except (provider_errors.AuthenticationError, provider_errors.PermissionDeniedError) as error:
+        raise UpstreamAuthFailed("the upstream provider rejected the gateway's credentials") from error
+    except provider_errors.Timeout as error:
+        raise UpstreamTimeout(f"deployment {deployment.describe()} timed out") from error
+    except (provider_errors.BadRequestError, provider_errors.UnprocessableEntityError) as error:
+        raise UpstreamRejectedRequest(scrub(str(error.message), deployment)) from error
+    except provider_errors.ServiceUnavailableError as error:
+        raise UpstreamUnavailable(scrub(str(error.message), deployment),
+                                  retry_after=_retry_after(error)) from error
+    except provider_errors.APIConnectionError as error:
+        raise UpstreamUnavailable(f"cannot reach deployment {deployment.describe()}") from error
+    except (provider_errors.NotFoundError, provider_errors.InternalServerError, provider_errors.APIError) as error:
+        status = getattr(error, "status_code", 502)
+        raise error_from_upstream_status(
+            status if isinstance(status, int) else 502, scrub(str(error.message), deployment),
+            retry_after=_retry_after(error),
+        ) from error
+    except TimeoutError as error:
+        raise UpstreamTimeout(f"deployment {deployment.describe()} timed out") from error
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as error:
+        raise UpstreamBadResponse(
+            f"deployment {deployment.describe()} sent a response litellm could not read") from error
+
+
+def _secret(value: Any) -> Any:
+    return value.get_secret_value() if value is not None and hasattr(value, "get_secret_value") else value
+
+
+def _call_kwargs(deployment: Deployment, call: UpstreamCall) -> dict[str, Any]:
+    params = deployment.params
+    kwargs: dict[str, Any] = {k: v for k, v in call.body.items() if k not in _CLIENT_ONLY}
+    kwargs.update(
+        model=deployment.litellm_model,
+        timeout=deployment.stream_timeout if call.stream else deployment.timeout,
+        num_retries=0,
+        max_retries=0,
+    )
+    optional = {
+        "api_base": deployment.api_base,
+        "api_key": _secret(deployment.api_key),
+        "api_version": params.api_version,
+        "organization": params.organization,
+        "extra_headers": {**(params.extra_headers or {}), **call.headers} or None,
+        "aws_access_key_id": _secret(params.aws_access_key_id),
+        "aws_secret_access_key": _secret(params.aws_secret_access_key),
+        "aws_session_token": _secret(params.aws_session_token),
+        "aws_region_name": params.aws_region_name,
+        "vertex_project": params.vertex_project,
+        "vertex_location": params.vertex_location,
+        "vertex_credentials": _secret(params.vertex_credentials),
+    }
+    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    if call.stream:
+        kwargs["stream"] = True
+        kwargs["stream_options"] = {"include_usage": True}
+    return kwargs
+
+
+def _dump(obj: Any) -> dict[str, Any]:
+    data: dict[str, Any] = obj.model_dump(mode="json", exclude_none=False)
+    data.pop("_hidden_params", None)
+    data.pop("_response_ms", None)
+    return data
+
+
+class LitellmEngine:
+    async def _invoke(self, call: UpstreamCall, kwargs: dict[str, Any]) -> Any:
+        if call.operation == "chat":
+            return await litellm.acompletion(**kwargs)
+        if call.operation == "completion":
+            return await litellm.atext_completion(**kwargs)
+        return await litellm.aembedding(**kwargs)
+
+    async def send(self, deployment: Deployment, call: UpstreamCall) -> UpstreamResponse:
+        kwargs = _call_kwargs(deployment, call)
+        with translate_litellm_errors(deployment):
+            response = await self._invoke(call, kwargs)
+            data = _dump(response)
+        return UpstreamResponse(orjson.dumps(data), Usage.from_openai(data.get("usage")), data.get("model"))
+
+    async def open_stream(self, deployment: Deployment, call: UpstreamCall) -> LitellmStream:
+        kwargs = _call_kwargs(deployment, call)
+        with translate_litellm_errors(deployment):
+            response = await self._invoke(call, kwargs)
+        stream = LitellmStream(response, deployment, call.client_wants_usage)
+        await stream.prime()
+        return stream
+
+
+class LitellmStream:
+    """Renders litellm's stream chunks as OpenAI SSE frames (see ``UpstreamStream``)."""
+
+    def __init__(self, response: Any, deployment: Deployment, client_wants_usage: bool) -> None:
+        self._iterator = response.__aiter__()
+        self._response = response
+        self._deployment = deployment
+        self._client_wants_usage = client_wants_usage
+        self._first: bytes | None = None
+        self._saw_finish = False
+        self.usage: Usage | None = None
+        self.response_model: str | None = None
+        self.error: Exception | None = None
+
+    def _frame(self, chunk: Any) -> bytes | None:
+        data = _dump(chunk)
+        if self.response_model is None:
+            self.response_model = data.get("model")
+        choices = data.get("choices") or ()
+        if any(choice.get("finish_reason") for choice in choices):
+            self._saw_finish = True
+        usage = data.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage)
+            if not data.get("choices"):
+                return b"data: " + orjson.dumps(data) + b"\n\n" if self._client_wants_usage else None
+        data.pop("usage", None)
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    async def _read_frame(self) -> bytes:
+        while True:
+            with translate_litellm_errors(self._deployment):
+                try:
+                    chunk = await self._iterator.__anext__()
+                except StopAsyncIteration:
+                    if not self._saw_finish:
+                        # litellm ends quietly when a provider cuts the stream; a stream with no
+                        # finish_reason did not finish.
+                        raise UpstreamBadResponse(
+                            f"deployment {self._deployment.describe()} ended the stream early") from None
+                    return DONE_FRAME
+            frame = self._frame(chunk)
+            if frame is not None:
+                return frame
+
+    async def prime(self) -> None:
+        self._first = await self._read_frame()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._frames()
+
+    async def _frames(self) -> AsyncIterator[bytes]:
+        frame = self._first
+        try:
+            while frame is not None:
+                yield frame
+                if frame is DONE_FRAME:
+                    return
+                frame = await self._read_frame()
+        except GatewayError as error:
+            self.error = error
+            yield error_frame(error)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        closer = getattr(self._iterator, "aclose", None) or getattr(self._response, "aclose", None)
+        if closer is not None:
+            with suppress(UpstreamError, RuntimeError, provider_errors.APIError):
+                await closer()

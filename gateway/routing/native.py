@@ -1,0 +1,232 @@
+"""The native engine: forward the client's body to an OpenAI-wire deployment and relay the bytes.
+
+Only what accounting needs is read from the response (usage, model); the JSON the client receives is
+the provider's own. A stream is parsed frame by frame so that a malformed frame, a provider error
+event or a cut connection is reported to the client as an error event instead of a clean ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.errors import (
+    GatewayError,
+    UpstreamBadResponse,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_from_upstream_status,
+)
+from gateway.routing.deployments import Deployment, Operation
+from gateway.routing.sse import error_frame, parse_retry_after, scrub
+from gateway.routing.types import DONE_FRAME, UpstreamCall, UpstreamResponse, Usage
+
+PATHS: dict[Operation, str] = {
+    "chat": "/chat/completions",
+    "completion": "/completions",
+    "embedding": "/embeddings",
+}
+
+
+def _target(deployment: Deployment, operation: Operation) -> tuple[str, dict[str, str]]:
+    headers = {"content-type": "application/json"}
+    if deployment.params.extra_headers:
+        headers.update(deployment.params.extra_headers)
+    key = deployment.api_key.get_secret_value() if deployment.api_key else None
+    base = deployment.api_base or ""
+    if deployment.provider == "azure":
+        url = (f"{base}/openai/deployments/{deployment.upstream_model}{PATHS[operation]}"
+               f"?api-version={deployment.params.api_version or '2024-10-21'}")
+        if key:
+            headers["api-key"] = key
+        return url, headers
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    if deployment.params.organization:
+        headers["openai-organization"] = deployment.params.organization
+    return base + PATHS[operation], headers
+
+
+def _upstream_body(deployment: Deployment, call: UpstreamCall) -> bytes:
+    body = dict(call.body)
+    body["model"] = deployment.upstream_model
+    if call.stream and not call.client_wants_usage:
+        # Ask for usage anyway so every stream can be accounted; the extra chunk is not relayed.
+        options = dict(body.get("stream_options") or {})
+        options["include_usage"] = True
+        body["stream_options"] = options
+    return orjson.dumps(body)
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse, deployment: Deployment) -> None:
+    if response.status < 400:
+        return
+    raw = await response.read()
+    message, code, param = f"upstream returned HTTP {response.status}", None, None
+    try:
+        error = orjson.loads(raw).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        error = None
+    if isinstance(error, dict):
+        message = str(error.get("message") or message)
+        code = error.get("code") if isinstance(error.get("code"), str) else None
+        param = error.get("param") if isinstance(error.get("param"), str) else None
+    raise error_from_upstream_status(
+        response.status, scrub(message, deployment), code=code, param=param,
+        retry_after=parse_retry_after(response.headers),
+    )
+
+
+def _transport_error(error: BaseException, deployment: Deployment) -> GatewayError:
+    name = deployment.describe()
+    if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamTimeout(f"deployment {name} timed out")
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return UpstreamUnavailable(f"cannot connect to deployment {name}")
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return UpstreamBadResponse(f"deployment {name} closed the connection mid-response")
+    return UpstreamError(f"deployment {name} failed: {type(error).__name__}")
+
+
+class NativeEngine:
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
+
+    async def send(self, deployment: Deployment, call: UpstreamCall) -> UpstreamResponse:
+        url, headers = _target(deployment, call.operation)
+        headers.update(call.headers)
+        timeout = aiohttp.ClientTimeout(total=deployment.timeout)
+        try:
+            async with self._session.post(url, data=_upstream_body(deployment, call), headers=headers,
+                                          timeout=timeout) as response:
+                await _raise_for_status(response, deployment)
+                raw = await response.read()
+        except GatewayError:
+            raise
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _transport_error(error, deployment) from error
+        try:
+            parsed: dict[str, Any] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponse(f"deployment {deployment.describe()} sent malformed JSON") from None
+        if not isinstance(parsed, dict) or "error" in parsed:
+            raise UpstreamBadResponse(f"deployment {deployment.describe()} sent an unexpected body")
+        return UpstreamResponse(raw, Usage.from_openai(parsed.get("usage")), parsed.get("model"))
+
+    async def open_stream(self, deployment: Deployment, call: UpstreamCall) -> NativeStream:
+        url, headers = _target(deployment, call.operation)
+        headers.update(call.headers)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=deployment.timeout,
+                                        sock_read=deployment.stream_timeout)
+        try:
+            response = await self._session.post(url, data=_upstream_body(deployment, call),
+                                                headers=headers, timeout=timeout)
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise _transport_error(error, deployment) from error
+        stream = NativeStream(response, deployment, call.client_wants_usage)
+        try:
+            await _raise_for_status(response, deployment)
+            await stream.prime()
+        except BaseException as error:
+            response.close()
+            if isinstance(error, aiohttp.ClientError | asyncio.TimeoutError):
+                raise _transport_error(error, deployment) from error
+            raise
+        return stream
+
+
+class NativeStream:
+    """Relays an OpenAI SSE stream frame by frame (see ``UpstreamStream``)."""
+
+    def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment,
+                 client_wants_usage: bool) -> None:
+        self._response = response
+        self._deployment = deployment
+        self._client_wants_usage = client_wants_usage
+        self._first: bytes | None = None
+        self._finished = False
+        self.usage: Usage | None = None
+        self.response_model: str | None = None
+        self.error: Exception | None = None
+
+    async def _next_payload(self) -> bytes | None:
+        """The next ``data:`` payload, or None when the connection ends."""
+        content = self._response.content
+        while True:
+            line = await content.readline()
+            if not line:
+                return None
+            if line.startswith(b"data:"):
+                return line[5:].strip()
+
+    def _frame(self, payload: bytes) -> bytes | None:
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamBadResponse(
+                f"deployment {self._deployment.describe()} sent a malformed stream event") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamBadResponse(f"deployment {self._deployment.describe()} sent an unexpected event")
+        error = chunk.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else str(error)
+            raise UpstreamError(scrub(str(message or "upstream stream error"), self._deployment))
+        if self.response_model is None:
+            self.response_model = chunk.get("model")
+        usage = chunk.get("usage")
+        if usage:
+            self.usage = Usage.from_openai(usage)
+            if not self._client_wants_usage and not chunk.get("choices"):
+                return None
+        return b"data: " + payload + b"\n\n"
+
+    async def _read_frame(self) -> bytes:
+        while True:
+            payload = await self._next_payload()
+            if payload is None:
+                raise UpstreamBadResponse(
+                    f"deployment {self._deployment.describe()} ended the stream before [DONE]")
+            if payload == b"[DONE]":
+                return DONE_FRAME
+            frame = self._frame(payload)
+            if frame is not None:
+                return frame
+
+    async def prime(self) -> None:
+        """Read the first frame, so that a stream failing before its first byte can be retried."""
+        self._first = await self._read_frame()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._frames()
+
+    async def _frames(self) -> AsyncIterator[bytes]:
+        frame = self._first
+        try:
+            while frame is not None:
+                yield frame
+                if frame is DONE_FRAME:
+                    self._finished = True
+                    return
+                frame = await self._read_frame()
+        except GatewayError as error:
+            self.error = error
+            yield error_frame(error)
+        except (TimeoutError, aiohttp.ClientError) as error:
+            mapped = _transport_error(error, self._deployment)
+            self.error = mapped
+            yield error_frame(mapped)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        # release() returns a finished connection to the pool; close() drops one mid-stream, which
+        # is how the upstream learns that the client went away.
+        if self._finished:
+            self._response.release()
+        else:
+            self._response.close()

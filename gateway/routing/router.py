@@ -1,0 +1,169 @@
+"""The routing layer above both engines: choose a deployment, retry, fall back, cool down.
+
+Why our own instead of ``litellm.Router``: measured here, ``Router.acompletion`` costs ~11 ms of CPU
+per call against ~0.2 ms for a pooled aiohttp forward, and its retries live inside the litellm call
+path, which the native engine bypasses. The policy mirrors litellm's router settings so a LiteLLM
+user's ``router_settings`` mean the same thing here (see docs/routing.md).
+
+Invariants: a deployment's in-flight count is incremented and decremented exactly once per attempt;
+a stream is retried only until its first frame was read, never after it reached the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from gateway.config import RoutingConfig
+from gateway.errors import ContextWindowExceeded, GatewayError, ServiceUnavailable, UpstreamRateLimited
+from gateway.routing.deployments import Deployment, EngineName
+from gateway.routing.health import HealthBook
+from gateway.routing.types import Engine, UpstreamCall, UpstreamResponse, UpstreamStream
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class AttemptEvent:
+    """One failed attempt, for response headers, span events and logs."""
+
+    deployment: str
+    error: str
+    action: str  # "retry" | "fallback" | "give-up"
+
+
+@dataclass(slots=True)
+class Routed(Generic[T]):
+    value: T
+    deployment: Deployment
+    attempts: int
+    upstream_seconds: float
+    events: list[AttemptEvent] = field(default_factory=list)
+
+
+class Router:
+    def __init__(self, config: RoutingConfig, deployments: Mapping[str, tuple[Deployment, ...]],
+                 engines: Mapping[EngineName, Engine], health: HealthBook,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.settings = config.router_settings
+        self.deployments = deployments
+        self._engines = engines
+        self._health = health
+        self._rng = rng or random.Random()
+        health.configure(allowed_fails=self.settings.allowed_fails,
+                         cooldown_time=self.settings.cooldown_time)
+
+    def aliases(self) -> list[str]:
+        return list(self.deployments)
+
+    def knows(self, alias: str) -> bool:
+        return alias in self.deployments
+
+    # -- choosing -------------------------------------------------------------------------------
+
+    def choose(self, alias: str, tried: set[str]) -> Deployment | None:
+        """A healthy deployment of ``alias``, preferring ones this request has not tried yet."""
+        healthy = [d for d in self.deployments.get(alias, ()) if self._health.available(d.id)]
+        if not healthy:
+            return None
+        fresh = [d for d in healthy if d.id not in tried] or healthy
+        strategy = self.settings.routing_strategy
+        if strategy == "least-busy":
+            least = min(self._health.state(d.id).in_flight for d in fresh)
+            fresh = [d for d in fresh if self._health.state(d.id).in_flight == least]
+            return self._rng.choice(fresh)
+        if strategy == "latency-based-routing":
+            unmeasured = [d for d in fresh if self._health.state(d.id).latency_ewma is None]
+            if unmeasured:
+                return self._rng.choice(unmeasured)
+            return min(fresh, key=lambda d: self._health.state(d.id).latency_ewma or 0.0)
+        return self._rng.choices(fresh, weights=[d.weight for d in fresh])[0]
+
+    def _backoff(self, attempt: int, error: GatewayError) -> float:
+        wait = self.settings.retry_after
+        if error.retry_after is not None:
+            wait = max(wait, error.retry_after)
+        elif isinstance(error, UpstreamRateLimited):
+            wait = max(wait, min(8.0, 0.25 * 2**attempt) * (0.5 + self._rng.random() / 2))
+        return wait
+
+    # -- calling --------------------------------------------------------------------------------
+
+    async def send(self, alias: str, call: UpstreamCall) -> Routed[UpstreamResponse]:
+        return await self._run(alias, lambda d: self._engines[d.engine].send(d, call), streaming=False)
+
+    async def open_stream(self, alias: str, call: UpstreamCall) -> Routed[UpstreamStream]:
+        return await self._run(alias, lambda d: self._engines[d.engine].open_stream(d, call),
+                               streaming=True)
+
+    def stream_finished(self, deployment: Deployment) -> None:
+        """Called once when a stream returned by ``open_stream`` has ended, however it ended."""
+        self._health.finished(deployment.id)
+
+    async def _run(self, alias: str, attempt: Callable[[Deployment], Awaitable[T]], *,
+                   streaming: bool) -> Routed[T]:
+        chain = [alias, *self.config.fallbacks_for(alias)]
+        events: list[AttemptEvent] = []
+        attempts = 0
+        upstream_seconds = 0.0
+        last_error: GatewayError | None = None
+        switched_for_context = False
+        position = 0
+        while position < len(chain):
+            current = chain[position]
+            position += 1
+            tried: set[str] = set()
+            for retry in range(self.settings.num_retries + 1):
+                deployment = self.choose(current, tried)
+                if deployment is None:
+                    break
+                tried.add(deployment.id)
+                attempts += 1
+                self._health.started(deployment.id)
+                started = time.perf_counter()
+                keep_in_flight = False
+                try:
+                    value = await attempt(deployment)
+                    keep_in_flight = streaming
+                except GatewayError as error:
+                    upstream_seconds += time.perf_counter() - started
+                    self._health.failed(deployment.id, error)
+                    last_error = error
+                    if isinstance(error, ContextWindowExceeded) and not switched_for_context:
+                        switched_for_context = True
+                        larger = self.config.fallbacks_for(alias, context_window=True)
+                        events.append(AttemptEvent(deployment.id, error.code or "", "fallback"))
+                        chain, position = larger, 0
+                        break
+                    if not error.retryable:
+                        raise
+                    wait = self._backoff(retry, error)
+                    last_try = retry == self.settings.num_retries
+                    if last_try or wait > self.settings.max_retry_wait:
+                        events.append(AttemptEvent(deployment.id, error.code or "", "fallback"))
+                        break
+                    events.append(AttemptEvent(deployment.id, error.code or "", "retry"))
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    continue
+                finally:
+                    if not keep_in_flight:
+                        self._health.finished(deployment.id)
+                elapsed = time.perf_counter() - started
+                self._health.succeeded(deployment.id, elapsed)
+                return Routed(value, deployment, attempts, upstream_seconds + elapsed, events)
+        if last_error is not None:
+            raise last_error
+        raise ServiceUnavailable(f"no deployment of model {alias!r} is available right now "
+                                 "(all are cooling down)", retry_after=self._next_available(alias))
+
+    def _next_available(self, alias: str) -> float | None:
+        now = time.monotonic()
+        waits = [self._health.state(d.id).cooldown_until - now for d in self.deployments.get(alias, ())]
+        positive = [w for w in waits if w > 0]
+        return min(positive) if positive else None

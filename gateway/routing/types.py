@@ -1,0 +1,72 @@
+"""What crosses the boundary between the router and its engines."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.routing.deployments import Deployment, Operation
+
+DONE_FRAME = b"data: [DONE]\n\n"
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def from_openai(cls, usage: dict[str, Any] | None) -> Usage | None:
+        if not isinstance(usage, dict):
+            return None
+        prompt_details = usage.get("prompt_tokens_details") or {}
+        completion_details = usage.get("completion_tokens_details") or {}
+        return cls(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+            reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        )
+
+
+@dataclass(slots=True)
+class UpstreamCall:
+    """One client request, as the engines need it. ``body`` is the client's JSON, untouched."""
+
+    operation: Operation
+    body: dict[str, Any]
+    stream: bool = False
+    #: Did the client ask for the usage chunk at the end of its stream?
+    client_wants_usage: bool = False
+    request_id: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    body: bytes
+    usage: Usage | None
+    response_model: str | None
+
+
+class UpstreamStream(Protocol):
+    """An upstream stream that has already produced its first event (so it can still be retried
+    until then). Iterating yields complete SSE frames ready for the client; a failure after the
+    first frame is reported as an error frame and no ``[DONE]``."""
+
+    usage: Usage | None
+    response_model: str | None
+    error: Exception | None
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Engine(Protocol):
+    async def send(self, deployment: Deployment, call: UpstreamCall) -> UpstreamResponse: ...
+
+    async def open_stream(self, deployment: Deployment, call: UpstreamCall) -> UpstreamStream: ...

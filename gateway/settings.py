@@ -1,0 +1,31 @@
+"""Process settings, read once from ``GATEWAY_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+
+    #: The routing file. None runs the demo: alias ``demo`` served by the built-in mock upstream.
+    config: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    master_key: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    qdrant_url: str | None = None
+    data_dir: Path = Path(".gateway-data")
+    #: Request bodies above this size are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    log_level: str = "INFO"
+    #: How often the routing file is checked for changes (seconds); 0 turns the watcher off.
+    config_poll_seconds: float = Field(default=2.0, ge=0)
+
+    @property
+    def demo(self) -> bool:
+        return self.config is None
