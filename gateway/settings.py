@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: How often the routing file is checked for changes (seconds); 0 turns the watcher off.
     config_poll_seconds: float = Field(default=2.0, ge=0)
+
+    @field_validator("master_key", "redis_url", "qdrant_url", "config", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def demo(self) -> bool:

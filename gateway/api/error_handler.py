@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from gateway.api.http import request_id_for
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
 from gateway.pipeline import RequestContext
 
@@ -21,16 +22,15 @@ CLIENT_CLOSED = 499
 _BY_STATUS: dict[int, type[GatewayError]] = {400: InvalidRequest, 404: NotFound, 405: MethodNotAllowed}
 
 
-def _request_id(request: Request) -> str | None:
+def _request_id(request: Request) -> str:
     ctx: RequestContext | None = getattr(request.state, "ctx", None)
-    return ctx.request_id if ctx else None
+    return ctx.request_id if ctx else request_id_for(request)
 
 
 def render(request: Request, error: GatewayError) -> Response:
     headers = error.headers()
     request_id = _request_id(request)
-    if request_id:
-        headers["x-request-id"] = request_id
+    headers["x-request-id"] = request_id
     log.log(error.log_level, "%s %s -> %d %s: %s", request.method, request.url.path, error.status,
             error.code, error.message, extra={"request_id": request_id})
     return Response(error.body(), status_code=error.status, headers=headers, media_type="application/json")

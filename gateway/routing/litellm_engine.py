@@ -28,6 +28,7 @@ from gateway.errors import (
     error_from_upstream_status,
 )
 from gateway.routing.deployments import Deployment
+from gateway.routing.openai_shape import openai_shape
 from gateway.routing.sse import error_frame, parse_retry_after, scrub
 from gateway.routing.types import DONE_FRAME, UpstreamCall, UpstreamResponse, Usage
 
@@ -64,6 +65,9 @@ def translate_litellm_errors(deployment: Deployment) -> Iterator[None]:
         raise UpstreamTimeout(f"deployment {deployment.describe()} timed out") from error
     except (provider_errors.BadRequestError, provider_errors.UnprocessableEntityError) as error:
         raise UpstreamRejectedRequest(scrub(str(error.message), deployment)) from error
+    except provider_errors.MidStreamFallbackError as error:
+        raise UpstreamBadResponse(
+            f"deployment {deployment.describe()} failed in the middle of the stream") from error
     except provider_errors.ServiceUnavailableError as error:
         raise UpstreamUnavailable(scrub(str(error.message), deployment),
                                   retry_after=_retry_after(error)) from error
@@ -117,9 +121,7 @@ def _call_kwargs(deployment: Deployment, call: UpstreamCall) -> dict[str, Any]:
 
 
 def _dump(obj: Any) -> dict[str, Any]:
-    data: dict[str, Any] = obj.model_dump(mode="json", exclude_none=False)
-    data.pop("_hidden_params", None)
-    data.pop("_response_ms", None)
+    data: dict[str, Any] = openai_shape(obj.model_dump(mode="json", exclude_none=False))
     return data
 
 

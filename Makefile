@@ -1,0 +1,28 @@
+# The few verbs a newcomer needs. Every target installs what it needs first (uv, then the locked
+# dependencies), so each one works on a fresh machine.
+UV_VERSION := 0.13.8
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint bench clean
+
+install:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
+	$(UV) sync --frozen
+
+run: install  ## the gateway on the demo: model 'demo' served by the built-in mock upstream
+	$(UV) run --frozen llm-gateway serve
+
+test: install  ## the whole test suite
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: install
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen mypy
+
+bench: install
+	$(UV) run --frozen python bench/load.py
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .gateway-data
