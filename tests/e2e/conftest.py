@@ -12,12 +12,14 @@ import pytest
 
 from tests.processes import MASTER_KEY, Process, start_gateway
 
+#: The credential the gateway sends upstream; it must never reach a client, a log or an error body.
+UPSTREAM_KEY = "sk-upstream-secret-abc123"
+
 
 def deployment(alias: str, model: str, base: str, **params: Any) -> dict[str, Any]:
     model_info = params.pop("model_info", None)
-    entry: dict[str, Any] = {"model_name": alias,
-                             "litellm_params": {"model": model, "api_base": base, "api_key": "sk-upstream-secret-abc123",
-                                                **params}}
+    params = {"model": model, "api_base": base, "api_key": UPSTREAM_KEY, **params}
+    entry: dict[str, Any] = {"model_name": alias, "litellm_params": params}
     if model_info:
         entry["model_info"] = model_info
     return entry

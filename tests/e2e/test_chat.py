@@ -26,7 +26,8 @@ def test_chat_round_trip(client: openai.OpenAI, alias: str) -> None:
     assert raw.headers["x-gateway-deployment"] == ("echo-native" if alias == "echo" else "echo-litellm")
     assert raw.headers["x-request-id"].startswith("req_")
     timing = raw.headers["server-timing"]
-    assert "gateway;dur=" in timing and "upstream;dur=" in timing
+    assert "gateway;dur=" in timing
+    assert "upstream;dur=" in timing
 
 
 def test_request_id_is_echoed(client: openai.OpenAI) -> None:
@@ -67,7 +68,8 @@ def test_max_tokens_truncates_with_length(client: openai.OpenAI, alias: str) -> 
     completion = client.chat.completions.create(
         model=alias, messages=[{"role": "user", "content": "a b c d e f g h i j k l"}], max_tokens=3)
     assert completion.choices[0].finish_reason == "length"
-    assert completion.usage is not None and completion.usage.completion_tokens == 3
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == 3
     completion = client.chat.completions.create(
         model=alias, messages=[{"role": "user", "content": "a b c d e f g h i j k l"}],
         max_completion_tokens=2)
@@ -86,7 +88,8 @@ def test_response_format_json_object_and_schema(client: openai.OpenAI, alias: st
         model=alias, messages=[{"role": "user", "content": "give json"}],
         response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema, "strict": True}})
     parsed = json.loads(completion.choices[0].message.content or "")
-    assert set(parsed) == {"city", "n"} and isinstance(parsed["n"], int)
+    assert set(parsed) == {"city", "n"}
+    assert isinstance(parsed["n"], int)
 
 
 @pytest.mark.parametrize("alias", ENGINES)
@@ -94,7 +97,8 @@ def test_logprobs(client: openai.OpenAI, alias: str) -> None:
     completion = client.chat.completions.create(
         model=alias, messages=[{"role": "user", "content": "alpha beta"}], logprobs=True, top_logprobs=2)
     logprobs = completion.choices[0].logprobs
-    assert logprobs is not None and logprobs.content
+    assert logprobs is not None
+    assert logprobs.content
     assert all(entry.logprob <= 0 for entry in logprobs.content)
 
 

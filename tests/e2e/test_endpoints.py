@@ -17,7 +17,8 @@ def test_completions(client: openai.OpenAI, alias: str) -> None:
     completion = client.completions.create(model=alias, prompt="complete me please", max_tokens=50)
     assert completion.object == "text_completion"
     assert completion.choices[0].text.strip() == "complete me please"
-    assert completion.usage is not None and completion.usage.prompt_tokens > 0
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens > 0
 
 
 @pytest.mark.parametrize("alias", ["echo", "echo-litellm"])
@@ -34,7 +35,8 @@ def test_embeddings_float_and_base64_agree(client: openai.OpenAI, alias: str) ->
     floats = client.embeddings.create(model=alias, input=["first text", "second text"], encoding_format="float")
     assert [d.index for d in floats.data] == [0, 1]
     vector = floats.data[0].embedding
-    assert len(vector) == 64 and abs(sum(v * v for v in vector) - 1) < 1e-3
+    assert len(vector) == 64
+    assert abs(sum(v * v for v in vector) - 1) < 1e-3
     assert floats.data[0].embedding != floats.data[1].embedding
     # The SDK decodes base64 itself; compare with the raw body as well.
     raw = client.embeddings.with_raw_response.create(model=alias, input="first text", encoding_format="base64")
@@ -52,7 +54,9 @@ def test_embeddings_are_deterministic(client: openai.OpenAI) -> None:
 
 def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
-    assert "echo" in ids and "claude" in ids and "spread" in ids
+    assert "echo" in ids
+    assert "claude" in ids
+    assert "spread" in ids
     assert ids.count("spread") == 1
     assert client.models.retrieve("echo").id == "echo"
     with pytest.raises(openai.NotFoundError):
@@ -62,7 +66,8 @@ def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
 def test_health_and_readiness(gateway: Process) -> None:
     assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{gateway.url}/readyz").json()
-    assert ready["status"] == "ready" and "echo" in ready["aliases"]
+    assert ready["status"] == "ready"
+    assert "echo" in ready["aliases"]
 
 
 def test_openapi_documents_the_routes(gateway: Process) -> None:
@@ -70,7 +75,8 @@ def test_openapi_documents_the_routes(gateway: Process) -> None:
     chat = spec["paths"]["/v1/chat/completions"]["post"]
     schema = chat["requestBody"]["content"]["application/json"]["schema"]
     assert "messages" in schema["required"]
-    assert "429" in chat["responses"] and "502" in chat["responses"]
+    assert "429" in chat["responses"]
+    assert "502" in chat["responses"]
     assert "/admin/reload" in spec["paths"]
 
 

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from tests.e2e.conftest import UPSTREAM_KEY
 from tests.processes import MASTER_KEY, Process
 
 AUTH = {"authorization": f"Bearer {MASTER_KEY}"}
@@ -133,7 +134,8 @@ def test_stream_cut_ends_with_an_error_event_not_done(gateway: Process, alias: s
         body = r.read().decode()
     events = [e for e in body.split("\n\n") if e]
     assert events[-1] != "data: [DONE]"
-    assert '"error"' in events[-1] and "upstream_bad_response" in events[-1]
+    assert '"error"' in events[-1]
+    assert "upstream_bad_response" in events[-1]
 
 
 def test_stream_cut_raises_in_the_sdk(client: openai.OpenAI) -> None:
@@ -148,3 +150,14 @@ def test_stream_fault_before_first_byte_is_a_normal_error(gateway: Process) -> N
     response = _post(gateway, {"model": "status-503", "stream": True, "messages": HELLO})
     assert response.status_code == 503
     assert _error(response)["code"] == "upstream_unavailable"
+
+
+def test_secrets_never_reach_logs_or_bodies(gateway: Process) -> None:
+    """Runs after the fault tests above: none of them may have logged a credential."""
+    for alias in ("status-401", "status-500", "claude-429", "malformed"):
+        response = _post(gateway, {"model": alias, "messages": HELLO})
+        assert UPSTREAM_KEY not in response.text
+        assert MASTER_KEY not in response.text
+    logs = gateway.logs()
+    assert UPSTREAM_KEY not in logs
+    assert MASTER_KEY not in logs

@@ -100,7 +100,8 @@ def test_demo_runs_with_no_configuration(workdir: Path) -> None:
     try:
         key_line = next(line for line in process.logs().splitlines() if "Demo master key" in line)
         key = key_line.rsplit(" ", 1)[-1]
-        assert key.startswith("sk-gw-master-") and len(key) > 30
+        assert key.startswith("sk-gw-master-")
+        assert len(key) > 30
         with openai.OpenAI(base_url=f"{process.url}/v1", api_key=key, max_retries=0) as client:
             reply = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi demo"}])
             assert reply.choices[0].message.content == "hi demo"
@@ -119,4 +120,5 @@ def test_serve_refuses_an_invalid_file(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60,
                             env={"PATH": "/usr/bin:/bin", "GATEWAY_MASTER_KEY": MASTER_KEY})
     assert result.returncode == 2
-    assert "model_list" in result.stderr and "router_settings.num_retries" in result.stderr
+    assert "model_list" in result.stderr
+    assert "router_settings.num_retries" in result.stderr

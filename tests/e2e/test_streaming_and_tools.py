@@ -28,7 +28,8 @@ def test_stream_with_usage(client: openai.OpenAI, alias: str) -> None:
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "the quick brown fox jumps"
-    assert chunks[-1].usage is not None and chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].choices == []
     assert chunks[-1].usage.completion_tokens > 0
     finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
     assert finish == ["stop"]
@@ -89,7 +90,8 @@ def test_tool_call_round_trip(client: openai.OpenAI, alias: str) -> None:
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     calls = choice.message.tool_calls or []
-    assert calls and calls[0].function.name == "search"  # type: ignore[union-attr]
+    assert calls
+    assert calls[0].function.name == "search"
     assert json.loads(calls[0].function.arguments) == {"query": "weather in Paris"}  # type: ignore[union-attr]
     messages.append(choice.message.model_dump(exclude_none=True))
     messages.append({"role": "tool", "tool_call_id": calls[0].id, "content": "sunny, 21C"})
