@@ -28,6 +28,7 @@ passed on only after the provider's credentials have been scrubbed from them.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, ClassVar
 
 import orjson
@@ -73,7 +74,8 @@ class GatewayError(Exception):
     def headers(self) -> dict[str, str]:
         headers = dict(self.extra_headers)
         if self.retry_after is not None:
-            headers["retry-after"] = str(max(1, round(self.retry_after)))
+            # Rounded up: a client told "1" for 1.4 s would come back too early.
+            headers["retry-after"] = str(max(1, math.ceil(min(self.retry_after, 86400.0))))
         return headers
 
 

@@ -60,7 +60,7 @@ class RoutingTable:
             return ReloadResult(False, ("the demo configuration has no file to reload",))
         fingerprint = _fingerprint(self.source)
         try:
-            config = load_config(self.source, environ=self._environ or os.environ)
+            config = load_config(self.source, environ=os.environ if self._environ is None else self._environ)
         except ConfigError as error:
             log.error("routing file rejected, keeping the running configuration: %s", error)
             self._fingerprint = fingerprint

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from gateway.errors import InvalidRequest
 
@@ -53,7 +53,8 @@ Stop = str | Annotated[list[str], Field(max_length=4)] | None
 class ChatCompletionRequest(_Open):
     model: Annotated[str, Field(min_length=1, max_length=256)]
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
-    stream: bool | None = None
+    # Strict: the body is forwarded as sent, so "yes" must not pass as true here and mean something else there.
+    stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
     n: Annotated[int, Field(ge=1, le=128)] | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -79,7 +80,7 @@ Prompt = str | list[str] | list[int] | list[list[int]]
 class CompletionRequest(_Open):
     model: Annotated[str, Field(min_length=1, max_length=256)]
     prompt: Prompt
-    stream: bool | None = None
+    stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
     n: Annotated[int, Field(ge=1, le=128)] | None = None
     max_tokens: Annotated[int, Field(ge=0)] | None = None

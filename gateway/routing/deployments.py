@@ -48,7 +48,8 @@ class Deployment:
 
 def _split_provider(params: LitellmParams) -> tuple[str, str]:
     if params.custom_llm_provider:
-        return params.custom_llm_provider, params.model
+        provider = params.custom_llm_provider
+        return provider, params.model.removeprefix(f"{provider}/")
     provider, sep, rest = params.model.partition("/")
     if sep:
         return provider, rest
@@ -70,7 +71,7 @@ def build_deployment(entry: ModelEntry, index: int, config: RoutingConfig) -> De
         provider=provider,
         engine=engine,
         upstream_model=upstream_model,
-        litellm_model=params.model if params.custom_llm_provider is None else f"{provider}/{upstream_model}",
+        litellm_model=f"{provider}/{upstream_model}" if params.custom_llm_provider else params.model,
         api_base=api_base,
         api_key=params.api_key,
         timeout=timeout,

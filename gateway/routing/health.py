@@ -48,6 +48,9 @@ class HealthBook:
     def available(self, deployment_id: str) -> bool:
         return self.state(deployment_id).cooldown_until <= self._monotonic()
 
+    def seconds_until_available(self, deployment_id: str) -> float:
+        return max(0.0, self.state(deployment_id).cooldown_until - self._monotonic())
+
     def cooling_down(self) -> list[str]:
         now = self._monotonic()
         return sorted(k for k, s in self._states.items() if s.cooldown_until > now)

@@ -73,7 +73,8 @@ def translate_litellm_errors(deployment: Deployment) -> Iterator[None]:
                                   retry_after=_retry_after(error)) from error
     except provider_errors.APIConnectionError as error:
         raise UpstreamUnavailable(f"cannot reach deployment {deployment.describe()}") from error
-    except (provider_errors.NotFoundError, provider_errors.InternalServerError, provider_errors.APIError) as error:
+    except (provider_errors.NotFoundError, provider_errors.InternalServerError, provider_errors.APIError,
+            provider_errors.BadGatewayError) as error:
         status = getattr(error, "status_code", 502)
         raise error_from_upstream_status(
             status if isinstance(status, int) else 502, scrub(str(error.message), deployment),

@@ -45,6 +45,11 @@ class Routed(Generic[T]):
     events: list[AttemptEvent] = field(default_factory=list)
 
 
+def _tier(deployment: Deployment) -> float:
+    order = deployment.params.order
+    return float("inf") if order is None else order
+
+
 class Router:
     def __init__(self, config: RoutingConfig, deployments: Mapping[str, tuple[Deployment, ...]],
                  engines: Mapping[EngineName, Engine], health: HealthBook,
@@ -72,6 +77,9 @@ class Router:
         if not healthy:
             return None
         fresh = [d for d in healthy if d.id not in tried] or healthy
+        # `order`: lower tiers are used first; deployments without one come after every tier.
+        top = min(_tier(d) for d in fresh)
+        fresh = [d for d in fresh if _tier(d) == top]
         strategy = self.settings.routing_strategy
         if strategy == "least-busy":
             least = min(self._health.state(d.id).in_flight for d in fresh)
@@ -163,7 +171,6 @@ class Router:
                                  "(all are cooling down)", retry_after=self._next_available(alias))
 
     def _next_available(self, alias: str) -> float | None:
-        now = time.monotonic()
-        waits = [self._health.state(d.id).cooldown_until - now for d in self.deployments.get(alias, ())]
+        waits = [self._health.seconds_until_available(d.id) for d in self.deployments.get(alias, ())]
         positive = [w for w in waits if w > 0]
         return min(positive) if positive else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import orjson
@@ -15,21 +16,26 @@ def error_frame(error: GatewayError) -> bytes:
     return b"data: " + orjson.dumps(error.envelope()) + b"\n\n"
 
 
+#: A provider's Retry-After beyond this is treated as this: no deployment rests for days on one header.
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def _seconds(value: str | None, scale: float) -> float | None:
+    if not value:
+        return None
+    try:
+        seconds = float(value) / scale
+    except ValueError:
+        return None
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
+
+
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds); dates are ignored."""
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    seconds = headers.get("retry-after")
-    if seconds:
-        try:
-            return max(0.0, float(seconds))
-        except ValueError:
-            return None
-    return None
+    millis = _seconds(headers.get("retry-after-ms"), 1000)
+    return millis if millis is not None else _seconds(headers.get("retry-after"), 1)
 
 
 def scrub(message: str, deployment: Deployment) -> str:

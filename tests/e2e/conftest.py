@@ -58,6 +58,8 @@ def main_config(mock_url: str) -> dict[str, Any]:
             deployment("primary-down", "openai/mock+status=503+id=primary", v1),
             deployment("ctx-small", "openai/mock+context=30", v1),
             deployment("ctx-large", "openai/mock+context=100000+id=large", v1),
+            deployment("ordered", "openai/mock+id=ordered-2", v1, order=2, model_info={"id": "ordered-2"}),
+            deployment("ordered", "openai/mock+status=500+id=ordered-1", v1, order=1, model_info={"id": "ordered-1"}),
             deployment("spread", "openai/mock+id=spread-a", v1, model_info={"id": "spread-a"}),
             deployment("spread", "openai/mock+id=spread-b", v1, model_info={"id": "spread-b"}),
         ],

@@ -73,6 +73,15 @@ def test_load_spreads_over_deployments(client: openai.OpenAI) -> None:
     assert min(seen.values()) >= 12, seen  # 60 draws at p=0.5: below 12 is a ~1e-6 event
 
 
+def test_order_tries_the_first_tier_first(client: openai.OpenAI, mock_upstream: Process) -> None:
+    before = _mock_stats(mock_upstream)["requests"].get("mock+status=500+id=ordered-1", 0)
+    raw = client.chat.completions.with_raw_response.create(model="ordered", messages=HELLO)
+    # order 1 is tried first (and fails), then the retry moves to the untried order-2 deployment.
+    assert raw.headers["x-gateway-deployment"] == "ordered-2"
+    assert raw.headers["x-gateway-attempts"] == "2"
+    assert _mock_stats(mock_upstream)["requests"]["mock+status=500+id=ordered-1"] == before + 1
+
+
 async def test_client_disconnect_cancels_a_non_streaming_upstream(gateway: Process, mock_upstream: Process) -> None:
     before = _mock_stats(mock_upstream)
     async with openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER_KEY, max_retries=0,
