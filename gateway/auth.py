@@ -1,8 +1,7 @@
 """Who is calling: bearer token → Principal.
 
-Until virtual keys exist, the master key is the only accepted key. Tokens are compared as SHA-256
-digests with ``hmac.compare_digest`` so that neither the comparison time nor a stored value reveals
-the key.
+The master key is compared as a SHA-256 digest with ``hmac.compare_digest``; virtual keys are looked
+up by their SHA-256 (``gateway/keys/authenticator.py``), so no stored value reveals a key.
 """
 
 from __future__ import annotations
@@ -10,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import SecretStr
 
 from gateway.errors import AuthenticationFailed
+
+if TYPE_CHECKING:
+    from gateway.keys.models import KeyRecord
 
 Role = Literal["master", "admin", "user"]
 
@@ -27,6 +29,8 @@ class Principal:
     team: str | None = None
     #: Aliases this caller may use; empty means every alias.
     allowed_models: frozenset[str] = field(default_factory=frozenset)
+    #: The virtual key behind this caller (None for the master key).
+    record: KeyRecord | None = None
 
     def may_use(self, alias: str) -> bool:
         return not self.allowed_models or alias in self.allowed_models

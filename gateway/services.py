@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.auth import MasterKeyAuthenticator
-from gateway.pipeline import Pipeline
+from starlette.requests import Request
+
+from gateway.api.abuse import AbuseGuard
+from gateway.auth import MasterKeyAuthenticator, Principal
+from gateway.errors import AuthenticationFailed
+from gateway.keys.admin import KeyAdmin
+from gateway.keys.authenticator import KeyAuthenticator
+from gateway.keys.store import KeyStore
+from gateway.pipeline import Pipeline, RequestContext
 from gateway.runtime import RoutingTable
 from gateway.settings import Settings
 
@@ -16,5 +23,19 @@ class Services:
     table: RoutingTable
     pipeline: Pipeline
     master: MasterKeyAuthenticator
+    keys: KeyAuthenticator
+    key_store: KeyStore
+    key_admin: KeyAdmin
+    abuse: AbuseGuard
     #: "demo" when serving the built-in mock upstream, otherwise the routing file's path.
     source: str
+
+    async def authenticate(self, request: Request, ctx: RequestContext) -> Principal:
+        """Stage 1 with the HTTP-level guard around it: addresses that keep failing are turned away."""
+        self.abuse.check_auth_allowed(request)
+        try:
+            return await self.pipeline.authenticate(ctx, request.headers.get("authorization"),
+                                                    request.headers.get("api-key"))
+        except AuthenticationFailed:
+            self.abuse.auth_failed(request)
+            raise

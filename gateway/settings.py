@@ -25,6 +25,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     #: How often the routing file is checked for changes (seconds); 0 turns the watcher off.
     config_poll_seconds: float = Field(default=2.0, ge=0)
+    #: Failed authentications allowed per client address (slowapi/limits syntax), then 429.
+    auth_failure_limit: str = "30/minute"
+    #: Requests to /admin allowed per client address.
+    admin_rate_limit: str = "300/minute"
+    #: How long a key lookup is cached in process (seconds); revocations reach every replica within it.
+    key_cache_seconds: float = Field(default=0.5, ge=0, le=60)
+    #: Timeout for one Redis call (seconds): a slow store must not hold requests.
+    redis_timeout_seconds: float = Field(default=0.25, gt=0)
 
     @field_validator("master_key", "redis_url", "qdrant_url", "config", mode="before")
     @classmethod

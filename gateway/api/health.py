@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.http import dumps, json_response
+from gateway.keys.store import STORE_ERRORS
 
 router = APIRouter(tags=["health"])
 
@@ -19,12 +20,17 @@ async def healthz() -> Response:
 @router.get("/readyz", summary="Config loaded and dependencies reachable")
 async def readyz(services: ServicesDep) -> Response:
     router_ = services.table.router
+    try:
+        store_ok = await services.key_store.ping()
+    except STORE_ERRORS:
+        store_ok = False
     body = {
-        "status": "ready",
+        "status": "ready" if store_ok else "degraded",
         "config": services.source,
         "aliases": router_.aliases(),
         "cooling_down": services.table.health.cooling_down(),
-        # One host only until shared stores are configured (see docs/deployment.md).
-        "topology": "single-host",
+        "key_store": {"backend": services.key_store.name, "reachable": store_ok},
+        # The embedded store serves one host; Redis lets replicas share keys and limits.
+        "topology": "shared" if services.settings.redis_url else "single-host",
     }
-    return json_response(dumps(body), {})
+    return json_response(dumps(body), {}, status=200 if store_ok else 503)

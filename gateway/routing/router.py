@@ -128,6 +128,13 @@ class Router:
             tried: set[str] = set()
             for retry in range(self.settings.num_retries + 1):
                 deployment = self.choose(current, tried)
+                if deployment is None and retry > 0:
+                    # The deployment we just waited for may still be resting for a few ms: timers
+                    # (uvloop's are millisecond-grained) can wake before the cooldown ends.
+                    soonest = self._next_available(current)
+                    if soonest is not None and soonest <= self.settings.max_retry_wait:
+                        await asyncio.sleep(soonest + 0.002)
+                        deployment = self.choose(current, tried)
                 if deployment is None:
                     break
                 tried.add(deployment.id)

@@ -1,0 +1,49 @@
+"""Per-address limits on failed authentications and on /admin, through slowapi's limiter.
+
+slowapi's decorators need a limiter at import time (a module global); we build its ``Limiter`` in
+the lifespan instead and call its rate limiter directly. With Redis configured the counts live there
+and hold across replicas; otherwise they are per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from limits import RateLimitItem, parse
+from slowapi import Limiter
+from slowapi.util import get_remote_address
+from starlette.requests import Request
+
+from gateway.errors import RateLimited
+
+log = logging.getLogger("gateway.abuse")
+
+
+class AbuseGuard:
+    def __init__(self, *, storage_uri: str, auth_failures: str, admin_requests: str) -> None:
+        self._limiter = Limiter(key_func=get_remote_address, storage_uri=storage_uri, key_prefix="gw-abuse",
+                                swallow_errors=True, in_memory_fallback_enabled=True)
+        self._auth_failures: RateLimitItem = parse(auth_failures)
+        self._admin_requests: RateLimitItem = parse(admin_requests)
+
+    def _retry_after(self, item: RateLimitItem, address: str, scope: str) -> float:
+        reset_at, _ = self._limiter.limiter.get_window_stats(item, scope, address)
+        return max(1.0, math.ceil(reset_at - time.time()))
+
+    def check_auth_allowed(self, request: Request) -> None:
+        """Refuse an address that failed authentication too often, before trying its key."""
+        address = get_remote_address(request)
+        if not self._limiter.limiter.test(self._auth_failures, "auth", address):
+            raise RateLimited("too many failed authentications from this address",
+                              retry_after=self._retry_after(self._auth_failures, address, "auth"))
+
+    def auth_failed(self, request: Request) -> None:
+        self._limiter.limiter.hit(self._auth_failures, "auth", get_remote_address(request))
+
+    def admin_request(self, request: Request) -> None:
+        address = get_remote_address(request)
+        if not self._limiter.limiter.hit(self._admin_requests, "admin", address):
+            raise RateLimited("too many admin requests from this address",
+                              retry_after=self._retry_after(self._admin_requests, address, "admin"))

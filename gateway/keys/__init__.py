@@ -1,0 +1,1 @@
+"""Virtual keys: records, secrets, stores and the authenticator that reads them."""

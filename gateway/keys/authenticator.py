@@ -1,0 +1,123 @@
+"""Bearer token → Principal for virtual keys, with an in-process cache in front of the store.
+
+A cached record lives at most ``ttl`` seconds (GATEWAY_KEY_CACHE_SECONDS, 0.5 s), and every
+replica also drops it as soon as the store announces a change, so a revocation takes effect
+everywhere within a second even if a change notification is lost. While the store is unreachable,
+a record seen in the last ``stale_grace`` seconds keeps working (availability over freshness,
+logged), and unknown keys are refused with 503 rather than 401, since the gateway cannot tell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from gateway.auth import MASTER, MasterKeyAuthenticator, Principal
+from gateway.errors import AuthenticationFailed, ServiceUnavailable
+from gateway.keys.models import KeyRecord, utcnow
+from gateway.keys.secrets import hash_secret
+from gateway.keys.store import EVERY_KEY, STORE_ERRORS, KeyStore
+
+log = logging.getLogger("gateway.keys")
+
+#: last_used_at is written at most this often per key (seconds): it is a hint, not a ledger.
+TOUCH_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(slots=True)
+class _Cached:
+    record: KeyRecord | None
+    fetched_at: float
+
+
+def principal_for(record: KeyRecord) -> Principal:
+    return Principal(key_id=record.id, alias=record.alias or record.id, role=record.role, team=record.team,
+                     allowed_models=frozenset(record.allowed_models), record=record)
+
+
+def check_usable(record: KeyRecord | None, key_hash: str, now: datetime) -> KeyRecord:
+    if record is None:
+        raise AuthenticationFailed("invalid API key")
+    if record.revoked_at is not None:
+        raise AuthenticationFailed("this API key has been revoked")
+    if not record.enabled:
+        raise AuthenticationFailed("this API key is disabled")
+    if record.expires_at is not None and record.expires_at <= now:
+        raise AuthenticationFailed("this API key has expired")
+    if key_hash != record.key_hash:
+        # Only the previous secret of a rotation matches otherwise, and only during its grace period.
+        until = record.previous_valid_until
+        if key_hash != record.previous_hash or until is None or until <= now:
+            raise AuthenticationFailed("this API key was rotated; use the new key")
+    return record
+
+
+class KeyAuthenticator:
+    def __init__(self, store: KeyStore, master: MasterKeyAuthenticator, *, ttl: float = 0.5,
+                 stale_grace: float = 60.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._store = store
+        self._master = master
+        self._ttl = ttl
+        self._stale_grace = stale_grace
+        self._monotonic = monotonic
+        self._cache: dict[str, _Cached] = {}
+        self._touched: dict[str, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def authenticate(self, token: str) -> Principal:
+        if self._master.is_master(token):
+            return MASTER
+        key_hash = hash_secret(token)
+        record = check_usable(await self._lookup(key_hash), key_hash, utcnow())
+        self._touch(record.id)
+        return principal_for(record)
+
+    async def _lookup(self, key_hash: str) -> KeyRecord | None:
+        now = self._monotonic()
+        cached = self._cache.get(key_hash)
+        if cached is not None and now - cached.fetched_at < self._ttl:
+            return cached.record
+        try:
+            record = await self._store.find_by_hash(key_hash)
+        except STORE_ERRORS as error:
+            if cached is not None and cached.record is not None and now - cached.fetched_at < self._stale_grace:
+                log.warning("key store unreachable (%s); serving a cached key record", type(error).__name__)
+                return cached.record
+            raise ServiceUnavailable("the key store is unreachable; try again shortly", retry_after=1) from error
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[key_hash] = _Cached(record, now)
+        return record
+
+    def invalidate(self, key_id: str) -> None:
+        """Forget everything cached about a key (and every unknown-key answer, which it may now match)."""
+        if key_id == EVERY_KEY:
+            self._cache.clear()
+            return
+        stale = [h for h, c in self._cache.items() if c.record is None or c.record.id == key_id]
+        for key_hash in stale:
+            del self._cache[key_hash]
+
+    async def follow_changes(self) -> None:
+        """Drop cache entries as the store announces changes; runs for the app's lifetime."""
+        async for key_id in self._store.changes():
+            self.invalidate(key_id)
+
+    def _touch(self, key_id: str) -> None:
+        now = self._monotonic()
+        if now - self._touched.get(key_id, -TOUCH_INTERVAL_SECONDS) < TOUCH_INTERVAL_SECONDS:
+            return
+        self._touched[key_id] = now
+        task = asyncio.create_task(self._write_touch(key_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _write_touch(self, key_id: str) -> None:
+        try:
+            await self._store.touch(key_id, utcnow())
+        except STORE_ERRORS:
+            log.info("could not record last_used_at for %s", key_id)
