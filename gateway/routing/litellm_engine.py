@@ -7,7 +7,7 @@ response objects as OpenAI JSON, so a client cannot tell which engine answered.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -29,7 +29,8 @@ from gateway.errors import (
 )
 from gateway.routing.deployments import Deployment
 from gateway.routing.openai_shape import openai_shape
-from gateway.routing.sse import error_frame, parse_retry_after, scrub
+from gateway.routing.relay import FrameRelay
+from gateway.routing.sse import parse_retry_after, scrub
 from gateway.routing.types import DONE_FRAME, UpstreamCall, UpstreamResponse, Usage
 
 #: Fields litellm wants as arguments of its own rather than in the provider's body.
@@ -150,19 +151,16 @@ class LitellmEngine:
         return stream
 
 
-class LitellmStream:
+class LitellmStream(FrameRelay):
     """Renders litellm's stream chunks as OpenAI SSE frames (see ``UpstreamStream``)."""
 
     def __init__(self, response: Any, deployment: Deployment, client_wants_usage: bool) -> None:
+        super().__init__()
         self._iterator = response.__aiter__()
         self._response = response
         self._deployment = deployment
         self._client_wants_usage = client_wants_usage
-        self._first: bytes | None = None
         self._saw_finish = False
-        self.usage: Usage | None = None
-        self.response_model: str | None = None
-        self.error: Exception | None = None
 
     def _frame(self, chunk: Any) -> bytes | None:
         data = _dump(chunk)
@@ -194,26 +192,6 @@ class LitellmStream:
             frame = self._frame(chunk)
             if frame is not None:
                 return frame
-
-    async def prime(self) -> None:
-        self._first = await self._read_frame()
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._frames()
-
-    async def _frames(self) -> AsyncIterator[bytes]:
-        frame = self._first
-        try:
-            while frame is not None:
-                yield frame
-                if frame is DONE_FRAME:
-                    return
-                frame = await self._read_frame()
-        except GatewayError as error:
-            self.error = error
-            yield error_frame(error)
-        finally:
-            await self.aclose()
 
     async def aclose(self) -> None:
         closer = getattr(self._iterator, "aclose", None) or getattr(self._response, "aclose", None)

@@ -8,7 +8,6 @@ event or a cut connection is reported to the client as an error event instead of
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -23,7 +22,8 @@ from gateway.errors import (
     error_from_upstream_status,
 )
 from gateway.routing.deployments import Deployment, Operation
-from gateway.routing.sse import error_frame, parse_retry_after, scrub
+from gateway.routing.relay import FrameRelay
+from gateway.routing.sse import parse_retry_after, scrub
 from gateway.routing.types import DONE_FRAME, UpstreamCall, UpstreamResponse, Usage
 
 PATHS: dict[Operation, str] = {
@@ -140,19 +140,15 @@ class NativeEngine:
         return stream
 
 
-class NativeStream:
+class NativeStream(FrameRelay):
     """Relays an OpenAI SSE stream frame by frame (see ``UpstreamStream``)."""
 
     def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment,
                  client_wants_usage: bool) -> None:
+        super().__init__()
         self._response = response
         self._deployment = deployment
         self._client_wants_usage = client_wants_usage
-        self._first: bytes | None = None
-        self._finished = False
-        self.usage: Usage | None = None
-        self.response_model: str | None = None
-        self.error: Exception | None = None
 
     async def _next_payload(self) -> bytes | None:
         """The next ``data:`` payload, or None when the connection ends."""
@@ -187,7 +183,10 @@ class NativeStream:
 
     async def _read_frame(self) -> bytes:
         while True:
-            payload = await self._next_payload()
+            try:
+                payload = await self._next_payload()
+            except (TimeoutError, aiohttp.ClientError) as error:
+                raise _transport_error(error, self._deployment) from error
             if payload is None:
                 raise UpstreamBadResponse(
                     f"deployment {self._deployment.describe()} ended the stream before [DONE]")
@@ -196,32 +195,6 @@ class NativeStream:
             frame = self._frame(payload)
             if frame is not None:
                 return frame
-
-    async def prime(self) -> None:
-        """Read the first frame, so that a stream failing before its first byte can be retried."""
-        self._first = await self._read_frame()
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._frames()
-
-    async def _frames(self) -> AsyncIterator[bytes]:
-        frame = self._first
-        try:
-            while frame is not None:
-                yield frame
-                if frame is DONE_FRAME:
-                    self._finished = True
-                    return
-                frame = await self._read_frame()
-        except GatewayError as error:
-            self.error = error
-            yield error_frame(error)
-        except (TimeoutError, aiohttp.ClientError) as error:
-            mapped = _transport_error(error, self._deployment)
-            self.error = mapped
-            yield error_frame(mapped)
-        finally:
-            await self.aclose()
 
     async def aclose(self) -> None:
         # release() returns a finished connection to the pool; close() drops one mid-stream, which
