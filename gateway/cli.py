@@ -1,4 +1,4 @@
-"""``llm-gateway serve | check-config | mock-upstream``.
+"""``llm-gateway serve | check-config | mock-upstream | keys``.
 
 Imports are deferred to the command that needs them: ``check-config`` and ``mock-upstream`` must not
 pay for importing litellm.
@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     mock.add_argument("--host", default="127.0.0.1")
     mock.add_argument("--port", type=int, default=9000)
     mock.set_defaults(handler=_mock_upstream)
+
+    from gateway.cli_keys import add_keys_command
+
+    add_keys_command(commands)
     return parser
 
 

@@ -2,7 +2,8 @@
 
 slowapi's decorators need a limiter at import time (a module global); we build its ``Limiter`` in
 the lifespan instead and call its rate limiter directly. With Redis configured the counts live there
-and hold across replicas; otherwise they are per process.
+and hold across replicas; otherwise they are per process. When Redis does not answer, the counts
+fall back to this process's memory: an abuse limit must never turn into an outage.
 """
 
 from __future__ import annotations
@@ -10,8 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter, RateLimiter
+from redis.exceptions import RedisError
 from slowapi import Limiter
 from slowapi.util import get_remote_address
 from starlette.requests import Request
@@ -19,31 +25,41 @@ from starlette.requests import Request
 from gateway.errors import RateLimited
 
 log = logging.getLogger("gateway.abuse")
+T = TypeVar("T")
 
 
 class AbuseGuard:
     def __init__(self, *, storage_uri: str, auth_failures: str, admin_requests: str) -> None:
         self._limiter = Limiter(key_func=get_remote_address, storage_uri=storage_uri, key_prefix="gw-abuse",
                                 swallow_errors=True, in_memory_fallback_enabled=True)
+        self._local: RateLimiter = FixedWindowRateLimiter(MemoryStorage())
         self._auth_failures: RateLimitItem = parse(auth_failures)
         self._admin_requests: RateLimitItem = parse(admin_requests)
 
+    def _call(self, operation: Callable[[RateLimiter], T]) -> T:
+        try:
+            return operation(self._limiter.limiter)
+        except (RedisError, OSError) as error:
+            log.warning("abuse-limit storage unreachable (%s); counting in this process", type(error).__name__)
+            return operation(self._local)
+
     def _retry_after(self, item: RateLimitItem, address: str, scope: str) -> float:
-        reset_at, _ = self._limiter.limiter.get_window_stats(item, scope, address)
+        reset_at, _ = self._call(lambda limiter: limiter.get_window_stats(item, scope, address))
         return max(1.0, math.ceil(reset_at - time.time()))
 
     def check_auth_allowed(self, request: Request) -> None:
         """Refuse an address that failed authentication too often, before trying its key."""
         address = get_remote_address(request)
-        if not self._limiter.limiter.test(self._auth_failures, "auth", address):
+        if not self._call(lambda limiter: limiter.test(self._auth_failures, "auth", address)):
             raise RateLimited("too many failed authentications from this address",
                               retry_after=self._retry_after(self._auth_failures, address, "auth"))
 
     def auth_failed(self, request: Request) -> None:
-        self._limiter.limiter.hit(self._auth_failures, "auth", get_remote_address(request))
+        address = get_remote_address(request)
+        self._call(lambda limiter: limiter.hit(self._auth_failures, "auth", address))
 
     def admin_request(self, request: Request) -> None:
         address = get_remote_address(request)
-        if not self._limiter.limiter.hit(self._admin_requests, "admin", address):
+        if not self._call(lambda limiter: limiter.hit(self._admin_requests, "admin", address)):
             raise RateLimited("too many admin requests from this address",
                               retry_after=self._retry_after(self._admin_requests, address, "admin"))

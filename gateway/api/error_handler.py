@@ -11,7 +11,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from gateway.api.http import request_id_for
-from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound
+from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, ServiceUnavailable
+from gateway.keys.store import STORE_ERRORS
 from gateway.pipeline import RequestContext
 
 log = logging.getLogger("gateway.errors")
@@ -70,6 +71,12 @@ async def _client_gone(request: Request, error: Exception) -> Response:
     return Response(status_code=CLIENT_CLOSED)
 
 
+async def _store_down(request: Request, error: Exception) -> Response:
+    log.warning("store unreachable on %s %s: %s", request.method, request.url.path, type(error).__name__)
+    return render(request, ServiceUnavailable("a store the gateway depends on is unreachable; try again shortly",
+                                              retry_after=1))
+
+
 async def _unexpected(request: Request, error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return render(request, GatewayError("internal error in the gateway"))
@@ -80,4 +87,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    for store_error in STORE_ERRORS:
+        app.add_exception_handler(store_error, _store_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -4,6 +4,8 @@ invalidation on every replica — in that order, for every change."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +29,16 @@ from gateway.keys.secrets import display_prefix, hash_secret, new_key_id, new_se
 from gateway.keys.store import KeyStore
 
 MAX_GRACE_SECONDS = 7 * 24 * 3600
+
+
+@contextmanager
+def _cursor_errors() -> Iterator[None]:
+    """Stores reject a cursor they did not issue with ValueError (or OverflowError from huge numbers)."""
+    try:
+        yield
+    except (ValueError, OverflowError):
+        raise InvalidRequest("invalid pagination cursor: pass back a next_cursor value unchanged",
+                             param="cursor") from None
 
 
 def _audit_value(value: Any) -> Any:
@@ -61,8 +73,9 @@ class KeyAdmin:
 
     async def list_keys(self, actor: Principal, *, team: str | None, alias: str | None, limit: int,
                    cursor: str | None) -> KeyPage:
-        records, next_cursor = await self._store.list_keys(team=policy.team_scope(actor, team), alias=alias,
-                                                           limit=limit, cursor=cursor)
+        team = policy.team_scope(actor, team)
+        with _cursor_errors():
+            records, next_cursor = await self._store.list_keys(team=team, alias=alias, limit=limit, cursor=cursor)
         return KeyPage(data=[r.public() for r in records], next_cursor=next_cursor)
 
     async def get(self, actor: Principal, key_id: str) -> KeyView:
@@ -75,7 +88,8 @@ class KeyAdmin:
         changes = body.changes()
         current = record.model_dump(include=set(KeyCreate.model_fields))
         fields = policy.check_grant(actor, {**current, **changes})
-        updated = record.model_copy(update={**fields, "updated_at": utcnow()})
+        # Validated, not model_copy'd: a record that breaks the schema must never reach the store.
+        updated = KeyRecord.model_validate({**record.model_dump(), **fields, "updated_at": utcnow()})
         await self._store.update(updated)
         await self._audit(actor, "update", updated, changes, request_id)
         await self._store.publish_change(key_id)
@@ -122,7 +136,9 @@ class KeyAdmin:
         team = None if actor.role == "master" else actor.team
         if key_id is not None:
             await self._visible(actor, key_id)
-        entries, next_cursor = await self._store.list_audit(team=team, key_id=key_id, limit=limit, cursor=cursor)
+        with _cursor_errors():
+            entries, next_cursor = await self._store.list_audit(team=team, key_id=key_id, limit=limit,
+                                                                cursor=cursor)
         return AuditPage(data=entries, next_cursor=next_cursor)
 
     async def record_reload(self, actor: Principal, applied: bool, request_id: str | None) -> None:

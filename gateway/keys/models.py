@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 KeyRole = Literal["user", "admin"]
 BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
@@ -19,6 +19,13 @@ Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """A timestamp without an offset is read as UTC, so comparisons never mix naive and aware."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 class KeyLimits(BaseModel):
@@ -40,12 +47,7 @@ class KeyLimits(BaseModel):
     enabled: bool = True
     metadata: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("expires_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+    _expires_in_utc = field_validator("expires_at")(_as_utc)
 
 
 class KeyCreate(KeyLimits):
@@ -69,6 +71,16 @@ class KeyUpdate(BaseModel):
     expires_at: datetime | None = None
     enabled: bool | None = None
     metadata: dict[str, Any] | None = None
+
+    _expires_in_utc = field_validator("expires_at")(_as_utc)
+
+    @model_validator(mode="after")
+    def _required_stay_set(self) -> KeyUpdate:
+        # null clears optional fields (alias, team, limits, expiry); these four always have a value.
+        for name in ("role", "enabled", "metadata", "allowed_models"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
 
     def changes(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.model_fields_set}
