@@ -33,15 +33,13 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.keys.models import AuditEntry, KeyRecord
-from gateway.keys.store import KeyExists
+from gateway.keys.store import EVERY_KEY, KeyExists
 
-#: Yielded by ``changes()`` after a lost subscription is re-established: notifications may have been
-#: missed while it was down, so a cache should forget every key.
-EVERY_KEY = "*"
+__all__ = ["EVERY_KEY", "RedisKeyStore"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KEY_CURSOR = re.compile(r"\d{20}\|.+", re.DOTALL)
-_AUDIT_CURSOR = re.compile(r"\d+-\d+")
+_AUDIT_CURSOR = re.compile(r"(\d{1,20})-(\d{1,20})")
 _BACKOFF_MIN, _BACKOFF_MAX = 0.05, 2.0
 
 # KEYS: 1 record, 2 all-keys set, 3 team set (2 again when teamless), 4 key_hash index,
@@ -127,6 +125,16 @@ def _decode(record_json: Any, last_used: Any) -> KeyRecord | None:
     return record
 
 
+def _check_stream_id(cursor: str) -> None:
+    """Refuse what XREVRANGE would: a forged cursor is a ValueError, not a RedisError (which means "down")."""
+    match = _AUDIT_CURSOR.fullmatch(cursor)
+    if match is None:
+        raise ValueError(f"invalid cursor: {cursor!r}")
+    ms, seq = int(match[1]), int(match[2])
+    if ms >= 2**64 or seq >= 2**64 or ms == seq == 0:
+        raise ValueError(f"invalid cursor: {cursor!r}")
+
+
 def _check_limit(limit: int) -> None:
     if limit < 1:
         raise ValueError("limit must be at least 1")
@@ -198,7 +206,7 @@ class RedisKeyStore:
         index = self._team(team) if team is not None else self._all
         # Without an alias filter every member is a hit, so fetch exactly one more than a page.
         batch = limit + 1 if alias is None else max(limit + 1, 200)
-        start = "-" if cursor is None else "[" + cursor
+        start = "-" if cursor is None else "(" + cursor
         found: list[tuple[str, KeyRecord]] = []
         while len(found) <= limit:
             members = [_text(m) for m in await self._client.zrange(index, start, "+", bylex=True,
@@ -213,7 +221,7 @@ class RedisKeyStore:
                         break
             if len(members) < batch:
                 break
-            start = "[" + members[-1]
+            start = "(" + members[-1]
         page = found[:limit]
         return [record for _, record in page], page[-1][0] if len(found) > limit else None
 
@@ -253,8 +261,8 @@ class RedisKeyStore:
     async def list_audit(self, *, team: str | None = None, key_id: str | None = None, limit: int = 50,
                          cursor: str | None = None) -> tuple[list[AuditEntry], str | None]:
         _check_limit(limit)
-        if cursor is not None and not _AUDIT_CURSOR.fullmatch(cursor):
-            raise ValueError(f"invalid cursor: {cursor!r}")
+        if cursor is not None:
+            _check_stream_id(cursor)
         batch = limit + 1 if team is None and key_id is None else max(limit + 1, 200)
         end = "+" if cursor is None else "(" + cursor
         found: list[tuple[str, AuditEntry]] = []

@@ -75,7 +75,15 @@ def _parse_key_cursor(cursor: str) -> tuple[int, str]:
     micros, sep, key_id = cursor.partition(":")
     if not (sep and key_id and micros.lstrip("-").isdigit()):
         raise ValueError(f"invalid cursor: {cursor!r}")
-    return int(micros), key_id
+    return _sqlite_int(micros), key_id
+
+
+def _sqlite_int(text: str) -> int:
+    """An int SQLite can bind: a forged cursor is a ValueError, never an OverflowError from the driver."""
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError("invalid cursor: out of range")
+    return value
 
 
 def _check_limit(limit: int) -> None:
@@ -260,7 +268,7 @@ class SqliteKeyStore:
             if not cursor.isdigit():
                 raise ValueError(f"invalid cursor: {cursor!r}")
             where.append("seq < ?")
-            params.append(int(cursor))
+            params.append(_sqlite_int(cursor))
         sql = f"SELECT seq, entry FROM audit WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"  # noqa: S608
         rows = await self._run(lambda conn: conn.execute(sql, [*params, limit + 1]).fetchall())
         page = rows[:limit]
