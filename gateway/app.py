@@ -26,13 +26,14 @@ from gateway.auth import MasterKeyAuthenticator
 from gateway.config import RoutingConfig, demo_config, load_config
 from gateway.keys.admin import KeyAdmin
 from gateway.keys.authenticator import KeyAuthenticator
-from gateway.keys.store import KeyStore
+from gateway.limits.admission import Admission, BackgroundWork
 from gateway.pipeline import Pipeline
 from gateway.routing.litellm_engine import LitellmEngine
 from gateway.routing.native import NativeEngine
 from gateway.runtime import RoutingTable
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.stores import open_stores
 
 log = logging.getLogger("gateway")
 
@@ -67,27 +68,6 @@ def _install_sighup(table: RoutingTable) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, table.reload)
 
 
-async def _open_key_store(settings: Settings, stack: AsyncExitStack) -> KeyStore:
-    if settings.redis_url is not None:
-        import redis.asyncio as redis
-
-        from gateway.keys.redis_store import RedisKeyStore
-
-        timeout = settings.redis_timeout_seconds
-        client = redis.Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=timeout,
-                                      socket_connect_timeout=timeout, health_check_interval=10)
-        store: KeyStore = RedisKeyStore(client)
-    else:
-        from gateway.keys.sqlite_store import SqliteKeyStore
-
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = await SqliteKeyStore.open(settings.data_dir / "keys.sqlite3")
-        log.info("embedded store in %s: one host only (set GATEWAY_REDIS_URL to share state across replicas)",
-                 settings.data_dir)
-    stack.push_async_callback(store.close)
-    return store
-
-
 def _background(stack: AsyncExitStack, coroutine: Coroutine[Any, Any, None]) -> None:
     task = asyncio.create_task(coroutine)
     stack.callback(task.cancel)
@@ -113,23 +93,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         table = RoutingTable(config, {"native": NativeEngine(session), "litellm": LitellmEngine()},
                              source=settings.config)
         master = MasterKeyAuthenticator(settings.master_key)
-        key_store = await _open_key_store(settings, stack)
-        keys = KeyAuthenticator(key_store, master, ttl=settings.key_cache_seconds)
+        stores = await open_stores(settings, stack)
+        keys = KeyAuthenticator(stores.keys, master, ttl=settings.key_cache_seconds)
         _background(stack, keys.follow_changes())
+        background = BackgroundWork()
+        stack.push_async_callback(background.drain)  # settle what is in flight before stores close
         abuse = AbuseGuard(
             storage_uri=settings.redis_url.get_secret_value() if settings.redis_url else "memory://",
             auth_failures=settings.auth_failure_limit, admin_requests=settings.admin_rate_limit,
         )
+        pipeline = Pipeline(keys, table, Admission(stores.limiter, background))
         app.state.services = Services(
-            settings=settings, table=table, pipeline=Pipeline(keys, table), master=master, keys=keys,
-            key_store=key_store, key_admin=KeyAdmin(key_store), abuse=abuse, source=source,
+            settings=settings, table=table, pipeline=pipeline, master=master, keys=keys,
+            key_store=stores.keys, key_admin=KeyAdmin(stores.keys, stores.limiter), abuse=abuse, source=source,
         )
         if settings.config is not None:
             _install_sighup(table)
             if settings.config_poll_seconds > 0:
                 _background(stack, _watch_config(table, settings.config_poll_seconds))
         log.info("llm-gateway %s ready: %d aliases from %s, keys in %s", __version__,
-                 len(table.router.aliases()), source, key_store.name)
+                 len(table.router.aliases()), source, stores.keys.name)
         # Importing litellm leaves ~400k long-lived objects; without freezing them every full
         # collection walks them all (200-400 ms pauses measured under load, the gateway's p99).
         gc.collect()

@@ -57,6 +57,10 @@ def _serve(args: argparse.Namespace) -> int:
             for problem in error.problems:
                 print(f"  {problem}", file=sys.stderr)
             return 2
+    if settings.workers > 1 and settings.redis_url is None:
+        print("refusing to start: several workers need GATEWAY_REDIS_URL; the embedded store's limits and "
+              "budgets hold within one process", file=sys.stderr)
+        return 2
     if settings.master_key is None:
         if not settings.demo:
             print("refusing to start: set GATEWAY_MASTER_KEY (at least 16 characters)", file=sys.stderr)

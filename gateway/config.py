@@ -98,9 +98,30 @@ class RouterSettings(_Strict):
     cooldown_time: float = Field(default=30.0, ge=0)
 
 
+class PriceOverride(_Strict):
+    """USD per million tokens; overrides litellm's bundled price map for one alias or model."""
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+    #: Cached prompt tokens; defaults to the input price.
+    cached_input_per_million: float | None = Field(default=None, ge=0)
+
+
+class LimitSettings(_Strict):
+    #: Completion tokens assumed for admission when a request sets no max_tokens.
+    default_completion_tokens: int = Field(default=512, ge=1)
+    #: Limits for keys that set none of their own (None: unlimited).
+    default_rpm: int | None = Field(default=None, ge=1)
+    default_tpm: int | None = Field(default=None, ge=1)
+    default_max_parallel: int | None = Field(default=None, ge=1)
+
+
 class RoutingConfig(_Strict):
     model_list: list[ModelEntry] = Field(min_length=1)
     router_settings: RouterSettings = RouterSettings()
+    limit_settings: LimitSettings = LimitSettings()
+    #: Price overrides keyed by model alias or by litellm model name.
+    prices: dict[str, PriceOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_references(self) -> RoutingConfig:

@@ -12,6 +12,7 @@
     ├── NotFound                      (404)
     ├── MethodNotAllowed              (405)
     ├── RateLimited                   (429 rate_limit_exceeded, Retry-After)
+    │   ├── QuotaExceeded             (429 insufficient_quota: the key's budget is spent)
     │   └── UpstreamRateLimited       (429, the provider's Retry-After kept)
     ├── UpstreamError                 (502 upstream_error)
     │   ├── UpstreamAuthFailed        (502: the provider rejected *our* credentials)
@@ -145,6 +146,13 @@ class RateLimited(GatewayError):
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
     log_level = logging.INFO
+
+
+class QuotaExceeded(RateLimited):
+    """The key's budget is spent for this period (OpenAI's answer to an exhausted balance)."""
+
+    type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 class UpstreamRateLimited(RateLimited):

@@ -1,9 +1,9 @@
 """The request pipeline: small stages in a fixed order, each with one job. It knows no HTTP.
 
-    authenticate → authorize → route (engines, retries, fallbacks) → result for the handler to render
+    authenticate → authorize → admit → route (engines, retries, fallbacks) → result → settle
 
-Later stages (admission, cache, settlement) slot in between with the same shape: they take the
-context and the typed request, and either pass or raise a GatewayError.
+Each stage takes the context and the request, and either passes or raises a GatewayError. The cache
+stage (issue #5) slots in between admit and route with the same shape.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from typing import Any
 
 from gateway.auth import Authenticator, Principal, bearer_token
 from gateway.errors import ModelNotFound, PermissionDenied
+from gateway.limits.admission import Admission, Reservation
+from gateway.limits.types import Decision
 from gateway.routing.deployments import Deployment, Operation
-from gateway.routing.router import AttemptEvent
+from gateway.routing.router import AttemptEvent, Router
 from gateway.routing.types import UpstreamCall, UpstreamStream, Usage
 from gateway.runtime import RoutingTable
 
@@ -32,6 +34,7 @@ class RequestContext:
     upstream_seconds: float = 0.0
     events: list[AttemptEvent] = field(default_factory=list)
     usage: Usage | None = None
+    decision: Decision | None = None
 
 
 @dataclass(slots=True)
@@ -71,9 +74,10 @@ class StreamResult:
 
 
 class Pipeline:
-    def __init__(self, authenticator: Authenticator, table: RoutingTable) -> None:
+    def __init__(self, authenticator: Authenticator, table: RoutingTable, admission: Admission) -> None:
         self._authenticator = authenticator
         self._table = table
+        self._admission = admission
 
     # 1 authenticate
     async def authenticate(self, ctx: RequestContext, authorization: str | None,
@@ -99,11 +103,24 @@ class Pipeline:
     def loaded_at(self) -> int:
         return self._table.loaded_at
 
-    # 5 route
+    # 3 admit, 5 route, 7 settle
     async def call(self, ctx: RequestContext, operation: Operation, body: dict[str, Any],
                    *, stream: bool) -> JsonResult | StreamResult:
+        alias, principal = ctx.alias, ctx.principal
+        assert alias is not None and principal is not None, "authorize runs first"
+        router = self._table.router
+        reservation = await self._admission.admit(principal, ctx.request_id, operation, body, alias, router)
+        ctx.decision = reservation.decision if reservation else None
+        try:
+            return await self._route(ctx, router, reservation, operation, body, stream=stream)
+        except BaseException:
+            self._admission.settle(reservation, router, ctx.deployment, None)
+            raise
+
+    async def _route(self, ctx: RequestContext, router: Router, reservation: Reservation | None,
+                     operation: Operation, body: dict[str, Any], *, stream: bool) -> JsonResult | StreamResult:
         alias = ctx.alias
-        assert alias is not None, "authorize runs first"
+        assert alias is not None
         options = body.get("stream_options")
         call = UpstreamCall(
             operation=operation,
@@ -112,16 +129,28 @@ class Pipeline:
             client_wants_usage=bool(isinstance(options, dict) and options.get("include_usage")),
             request_id=ctx.request_id,
         )
-        router = self._table.router
         if not stream:
             routed = await router.send(alias, call)
             self._record(ctx, routed.deployment, routed.attempts, routed.upstream_seconds, routed.events)
             ctx.usage = routed.value.usage
+            self._admission.settle(reservation, router, routed.deployment, ctx.usage)
             return JsonResult(routed.value.body)
         opened = await router.open_stream(alias, call)
         self._record(ctx, opened.deployment, opened.attempts, opened.upstream_seconds, opened.events)
         deployment = opened.deployment
-        return StreamResult(ctx, opened.value, lambda: router.stream_finished(deployment))
+
+        stream_ = opened.value
+
+        def finished() -> None:
+            router.stream_finished(deployment)
+            usage = ctx.usage
+            if usage is None and reservation is not None:
+                # The client left before the usage chunk: charge the estimated prompt and what was
+                # relayed (about one token per chunk), never nothing.
+                usage = Usage(prompt_tokens=reservation.prompt_tokens, completion_tokens=max(0, stream_.relayed - 1))
+            self._admission.settle(reservation, router, deployment, usage)
+
+        return StreamResult(ctx, opened.value, finished)
 
     @staticmethod
     def _record(ctx: RequestContext, deployment: Deployment, attempts: int, upstream_seconds: float,

@@ -50,7 +50,11 @@ class Process:
         self._log_file = log.open("wb")
         self.process = subprocess.Popen(args, cwd=ROOT, env=full_env, stdout=self._log_file,
                                         stderr=subprocess.STDOUT)
-        _wait_until(self.url + ready_path, self.process, log, timeout)
+        try:
+            _wait_until(self.url + ready_path, self.process, log, timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
@@ -66,7 +70,8 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._log_file.close()
+        if not self._log_file.closed:
+            self._log_file.close()
 
 
 def start_mock(workdir: Path) -> Process:

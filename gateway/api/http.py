@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.errors import BodyTooLarge, InvalidRequest
+from gateway.limits.admission import rate_limit_headers
 from gateway.pipeline import RequestContext, StreamResult
 
 T = TypeVar("T")
@@ -66,6 +67,8 @@ def gateway_headers(ctx: RequestContext, *, finished: bool = True) -> dict[str, 
     For a stream, the timing covers the work until the first frame (headers leave before the body).
     """
     headers = {"x-request-id": ctx.request_id}
+    if ctx.decision is not None:
+        headers.update(rate_limit_headers(ctx.decision))
     if ctx.deployment is not None:
         headers["x-gateway-deployment"] = ctx.deployment.id
         headers["x-gateway-attempts"] = str(ctx.attempts)

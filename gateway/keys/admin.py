@@ -3,10 +3,11 @@ invalidation on every replica — in that order, for every change."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.auth import Principal
@@ -23,10 +24,12 @@ from gateway.keys.models import (
     KeyUpdate,
     KeyUsage,
     KeyView,
+    UsageRow,
     utcnow,
 )
 from gateway.keys.secrets import display_prefix, hash_secret, new_key_id, new_secret
 from gateway.keys.store import KeyStore
+from gateway.limits.types import Limiter, Quota
 
 MAX_GRACE_SECONDS = 7 * 24 * 3600
 
@@ -46,8 +49,9 @@ def _audit_value(value: Any) -> Any:
 
 
 class KeyAdmin:
-    def __init__(self, store: KeyStore) -> None:
+    def __init__(self, store: KeyStore, limiter: Limiter) -> None:
         self._store = store
+        self._limiter = limiter
 
     async def _audit(self, actor: Principal, action: AuditAction, record: KeyRecord | None,
                      changes: dict[str, Any], request_id: str | None) -> None:
@@ -127,9 +131,25 @@ class KeyAdmin:
 
     async def usage(self, actor: Principal, key_id: str) -> KeyUsage:
         record = await self._visible(actor, key_id)
-        # The spend ledger arrives with the limits issue (#4); until then no usage is recorded.
-        return KeyUsage(key_id=record.id, rows=[], budget_usd=record.budget_usd,
-                        budget_period=record.budget_period, spent_usd=0.0, remaining_usd=record.budget_usd)
+        rows = [UsageRow(day=r.day, model=r.model, requests=r.requests, input_tokens=r.input_tokens,
+                         output_tokens=r.output_tokens, cost_usd=r.cost_usd, saved_usd=r.saved_usd)
+                for r in await self._limiter.ledger(record.id)]
+        now = time.time()
+        period = record.budget_period or "total"
+        quota = Quota(key_id=record.id, rpm=record.rpm, tpm=record.tpm, max_parallel=record.max_parallel,
+                      budget_usd=record.budget_usd, budget_period=period)
+        window = await self._limiter.usage(quota, now)
+        current = {"requests_last_minute": window.requests, "tokens_last_minute": window.tokens,
+                   "in_flight": window.in_flight}
+        if record.budget_usd is None:
+            return KeyUsage(key_id=record.id, rows=rows, spent_usd=sum(r.cost_usd for r in rows), **current)
+        status = await self._limiter.budget(quota, now)
+        return KeyUsage(
+            key_id=record.id, rows=rows, budget_usd=record.budget_usd, budget_period=period, **current,
+            spent_usd=status.spent_usd, reserved_usd=status.reserved_usd,
+            remaining_usd=max(0.0, record.budget_usd - status.spent_usd - status.reserved_usd),
+            period_resets_at=datetime.fromtimestamp(status.resets_at, UTC) if status.resets_at else None,
+        )
 
     async def audit(self, actor: Principal, *, key_id: str | None, limit: int, cursor: str | None) -> AuditPage:
         policy.require_admin(actor)

@@ -156,6 +156,8 @@ class UsageRow(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    #: Cost that cache hits saved (never charged against the budget).
+    saved_usd: float = 0.0
 
 
 class KeyUsage(BaseModel):
@@ -164,5 +166,11 @@ class KeyUsage(BaseModel):
     budget_usd: float | None = None
     budget_period: BudgetPeriod | None = None
     spent_usd: float = 0.0
+    #: Estimated cost of requests in flight, held against the budget until they settle.
+    reserved_usd: float = 0.0
     remaining_usd: float | None = None
     period_resets_at: datetime | None = None
+    #: The rolling minute right now, across every replica.
+    requests_last_minute: int = 0
+    tokens_last_minute: int = 0
+    in_flight: int = 0

@@ -22,6 +22,9 @@ class FrameRelay(ABC):
         self.usage: Usage | None = None
         self.response_model: str | None = None
         self.error: Exception | None = None
+        #: Frames relayed to the client, [DONE] and error frames excepted (for accounting a stream
+        #: that ended without a usage block).
+        self.relayed = 0
 
     @abstractmethod
     async def _read_frame(self) -> bytes: ...
@@ -41,6 +44,7 @@ class FrameRelay(ABC):
         try:
             while frame is not None:
                 yield frame
+                self.relayed += 1
                 if frame is DONE_FRAME:
                     self._finished = True
                     return

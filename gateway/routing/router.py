@@ -24,6 +24,7 @@ from gateway.errors import ContextWindowExceeded, GatewayError, ServiceUnavailab
 from gateway.routing.deployments import Deployment, EngineName
 from gateway.routing.health import HealthBook
 from gateway.routing.types import Engine, UpstreamCall, UpstreamResponse, UpstreamStream
+from gateway.spend.prices import FREE, Price, resolve_price
 
 T = TypeVar("T")
 
@@ -61,6 +62,7 @@ class Router:
         self._engines = engines
         self._health = health
         self._rng = rng or random.Random()
+        self._prices = {d.id: resolve_price(config, d) for group in deployments.values() for d in group}
         health.configure(allowed_fails=self.settings.allowed_fails,
                          cooldown_time=self.settings.cooldown_time)
 
@@ -69,6 +71,15 @@ class Router:
 
     def knows(self, alias: str) -> bool:
         return alias in self.deployments
+
+    def price(self, deployment: Deployment) -> Price:
+        return self._prices.get(deployment.id, FREE)
+
+    def deployments_in_chain(self, alias: str) -> list[Deployment]:
+        """Every deployment that may answer a request for ``alias``, fallbacks included."""
+        aliases = [alias, *self.config.fallbacks_for(alias),
+                   *self.config.fallbacks_for(alias, context_window=True)]
+        return [d for name in dict.fromkeys(aliases) for d in self.deployments.get(name, ())]
 
     # -- choosing -------------------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class UpstreamStream(Protocol):
     usage: Usage | None
     response_model: str | None
     error: Exception | None
+    relayed: int
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 

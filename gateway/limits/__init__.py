@@ -1,0 +1,1 @@
+"""Rate limits, concurrency and budgets per key, decided atomically in one store call."""

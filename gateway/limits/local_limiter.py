@@ -1,0 +1,296 @@
+"""The in-process Limiter: the embedded default (one host) and the fallback while Redis is down.
+
+Same semantics as ``RedisLimiter`` and its Lua scripts, decision for decision (the contract suite
+runs both). Every decision is a synchronous section with no await inside, so concurrent requests on
+the event loop are decided one at a time, exactly. The only await is loading budget buckets'
+spent from ``SqliteSpend`` before the section; settled money is written there after it, in call
+order. Windows, leases and reservations live in memory only: they are at most a lease old.
+
+Without a ``SqliteSpend`` (the Redis-down fallback) spent and the ledger stay in memory and are lost
+on restart; the caller fails budgets closed in that mode anyway. Settled markers are in memory too,
+so a settle retried across a restart counts twice.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right, insort
+from dataclasses import dataclass, field
+
+from gateway.limits.periods import period_bounds, utc_day
+from gateway.limits.sqlite_spend import SpendRecord, SqliteSpend
+from gateway.limits.types import (
+    LEASE_SECONDS,
+    WINDOW_SECONDS,
+    Ask,
+    BudgetPeriod,
+    BudgetStatus,
+    Decision,
+    LedgerRow,
+    LimitReason,
+    Quota,
+    Spend,
+    WindowUsage,
+)
+
+#: Seconds to suggest before retrying when every concurrency slot is taken.
+PARALLEL_RETRY_SECONDS = 1.0
+
+
+def _micros(usd: float) -> int:
+    return round(usd * 1_000_000)
+
+
+def _period(quota: Quota) -> BudgetPeriod:
+    return quota.budget_period or "total"
+
+
+def _check(ask: Ask) -> None:
+    if not ask.reservation_id or ask.tokens < 0 or ask.cost_usd < 0:
+        raise ValueError(f"invalid ask: {ask!r}")
+
+
+def _binding(failed: list[tuple[LimitReason, float | None]]) -> tuple[LimitReason, float | None]:
+    """The limit that passes last (None, never, beats any time); ties go to check order."""
+    pick = failed[0]
+    for candidate in failed[1:]:
+        if pick[1] is not None and (candidate[1] is None or candidate[1] > pick[1]):
+            pick = candidate
+    return pick
+
+
+@dataclass
+class _Lease:
+    expires: float
+    micros: int = 0
+    period_id: str | None = None  # set when the reservation holds budget
+
+
+@dataclass
+class _Bucket:
+    spent: int  # micro-dollars
+    reserved: int = 0
+
+
+@dataclass
+class _KeyState:
+    #: Admission times in the RPM window, sorted.
+    requests: list[float] = field(default_factory=list)
+    #: (admitted at, reservation id) in the TPM window, sorted; tokens per reservation; their sum.
+    token_log: list[tuple[float, str]] = field(default_factory=list)
+    tokens: dict[str, tuple[float, int]] = field(default_factory=dict)
+    token_total: int = 0
+    #: In-flight reservations in admission order (so, for one clock, in expiry order).
+    leases: dict[str, _Lease] = field(default_factory=dict)
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    #: Settled reservation ids -> when, in settle order; kept for one lease.
+    settled: dict[str, float] = field(default_factory=dict)
+
+    def trim(self, now: float, period_id: str) -> None:
+        cutoff = now - WINDOW_SECONDS
+        del self.requests[:bisect_right(self.requests, cutoff)]
+        gone = bisect_right(self.token_log, cutoff, key=lambda entry: entry[0])
+        for at, rid in self.token_log[:gone]:
+            self.token_total -= self.tokens.pop(rid, (at, 0))[1]
+        del self.token_log[:gone]
+        for rid, lease in list(self.leases.items()):
+            if lease.expires > now:
+                break
+            # A dead gateway's lease: its slot and (in this period) its budget come back.
+            del self.leases[rid]
+            bucket = self.buckets.get(period_id)
+            if lease.period_id == period_id and bucket is not None:
+                bucket.reserved -= lease.micros
+
+    def requests_reset(self, now: float, rank: int = 0) -> float:
+        return self.requests[rank] + WINDOW_SECONDS - now if self.requests else 0.0
+
+    def tokens_reset(self, now: float) -> float:
+        return self.token_log[0][0] + WINDOW_SECONDS - now if self.token_log else 0.0
+
+    def tokens_free_in(self, now: float, excess: int) -> float:
+        freed = 0
+        for at, rid in self.token_log:
+            freed += self.tokens[rid][1]
+            if freed >= excess:
+                return at + WINDOW_SECONDS - now
+        return WINDOW_SECONDS
+
+
+class LocalLimiter:
+    """Limiter in this process; ``spend`` persists budget spent and the ledger (None: memory only)."""
+
+    name = "local"
+
+    def __init__(self, spend: SqliteSpend | None = None) -> None:
+        self._spend = spend
+        self._keys: dict[str, _KeyState] = {}
+        #: Without ``spend``: (key id, day, model) -> [requests, input, output, cost µ$, saved µ$].
+        self._ledger: dict[tuple[str, str, str], list[int]] = {}
+
+    def _state(self, key_id: str) -> _KeyState:
+        state = self._keys.get(key_id)
+        if state is None:
+            state = self._keys[key_id] = _KeyState()
+        return state
+
+    async def _load_buckets(self, key_id: str, *period_ids: str) -> _KeyState:
+        """Make sure these budget buckets are in memory; the only await before a decision section.
+
+        Returns without yielding after the last await, so the caller's section starts from the state
+        this leaves."""
+        state = self._state(key_id)
+        loaded: dict[str, int] = {}
+        for period_id in period_ids:
+            if period_id not in state.buckets and period_id not in loaded:
+                loaded[period_id] = 0 if self._spend is None else await self._spend.spent_micros(key_id, period_id)
+        if loaded and self._spend is not None:
+            # Earlier periods' buckets can be reloaded from the file once no lease holds them. With
+            # memory as the only copy they stay (the fallback only runs while Redis is down).
+            keep = {lease.period_id for lease in state.leases.values()} | set(period_ids)
+            for old in [p for p in state.buckets if p not in keep]:
+                del state.buckets[old]
+        for period_id, spent in loaded.items():
+            state.buckets.setdefault(period_id, _Bucket(spent))  # another task may have loaded it meanwhile
+        return state
+
+    async def admit(self, quota: Quota, ask: Ask, now: float) -> Decision:
+        _check(ask)
+        if quota.unlimited:
+            return Decision(allowed=True)
+        period_id, resets_at = period_bounds(_period(quota), now)
+        budget = None if quota.budget_usd is None else _micros(quota.budget_usd)
+        state = await self._load_buckets(quota.key_id, *([period_id] if budget is not None else []))
+        # From here to the return: no await, so this decision cannot interleave with another.
+        state.trim(now, period_id)
+        bucket = state.buckets[period_id] if budget is not None else None
+        committed = 0 if bucket is None else bucket.spent + bucket.reserved
+        work = not ask.cache_hit
+        failed: list[tuple[LimitReason, float | None]] = []
+        if quota.rpm is not None and len(state.requests) + 1 > quota.rpm:
+            failed.append(("rpm", state.requests_reset(now, len(state.requests) - quota.rpm)
+                           if quota.rpm > 0 else None))
+        if work and quota.tpm is not None and state.token_total + ask.tokens > quota.tpm:
+            excess = state.token_total + ask.tokens - quota.tpm
+            failed.append(("tpm", state.tokens_free_in(now, excess) if ask.tokens <= quota.tpm else None))
+        if work and quota.max_parallel is not None and len(state.leases) + 1 > quota.max_parallel:
+            failed.append(("parallel", PARALLEL_RETRY_SECONDS if quota.max_parallel > 0 else None))
+        ask_micros = _micros(ask.cost_usd)
+        if work and budget is not None and committed + ask_micros > budget:
+            failed.append(("budget", resets_at - now if resets_at is not None and ask_micros <= budget else None))
+        reason: LimitReason | None = None
+        retry: float | None = None
+        if failed:
+            reason, retry = _binding(failed)
+        else:
+            self._take(state, quota, ask, now, period_id, bucket, ask_micros)
+        return Decision(
+            allowed=not failed, reason=reason, retry_after=retry,
+            limit_requests=quota.rpm,
+            remaining_requests=None if quota.rpm is None else max(quota.rpm - len(state.requests), 0),
+            reset_requests=None if quota.rpm is None else state.requests_reset(now),
+            limit_tokens=quota.tpm,
+            remaining_tokens=None if quota.tpm is None else max(quota.tpm - state.token_total, 0),
+            reset_tokens=None if quota.tpm is None else state.tokens_reset(now),
+            budget_remaining_usd=None if budget is None or bucket is None
+            else max(budget - bucket.spent - bucket.reserved, 0) / 1_000_000,
+        )
+
+    @staticmethod
+    def _take(state: _KeyState, quota: Quota, ask: Ask, now: float, period_id: str, bucket: _Bucket | None,
+              ask_micros: int) -> None:
+        rid = ask.reservation_id
+        if quota.rpm is not None:
+            insort(state.requests, now)
+        if ask.cache_hit:
+            return
+        if quota.tpm is not None:
+            insort(state.token_log, (now, rid), key=lambda entry: entry[0])
+            state.tokens[rid] = (now, ask.tokens)
+            state.token_total += ask.tokens
+        if bucket is not None:
+            state.leases[rid] = _Lease(now + LEASE_SECONDS, ask_micros, period_id)
+            bucket.reserved += ask_micros
+        elif quota.max_parallel is not None:
+            state.leases[rid] = _Lease(now + LEASE_SECONDS)
+
+    async def settle(self, quota: Quota, ask: Ask, spend: Spend, now: float) -> None:
+        _check(ask)
+        key_id, rid = quota.key_id, ask.reservation_id
+        budgeted = quota.budget_usd is not None and not ask.cache_hit
+        current = period_bounds(_period(quota), now)[0]
+        previous = period_bounds(_period(quota), now - LEASE_SECONDS)[0]
+        state = await self._load_buckets(key_id, *([current, previous] if budgeted else []))
+        # From here on no await until the record is handed to the spend store.
+        period_id = held_in = None
+        if budgeted:
+            # A live reservation is released where it was made (this period or, a lease ago, the
+            # last), and its cost goes there too, so spent + reserved there stays within budget;
+            # without a live reservation the cost goes to this period. A dead one (its lease ran
+            # out, nothing dropped it yet) is released as an admit would: only this period's counts.
+            period_id = current
+            lease = state.leases.get(rid)
+            if lease is not None and lease.expires > now and lease.period_id in (current, previous):
+                period_id = held_in = lease.period_id
+            elif lease is not None and lease.expires <= now and lease.period_id == current:
+                held_in = current
+        forget = now - LEASE_SECONDS
+        for marker, settled_at in list(state.settled.items()):
+            if settled_at > forget:
+                break
+            del state.settled[marker]
+        if rid in state.settled:
+            return
+        state.settled[rid] = now
+        cost = 0 if ask.cache_hit else _micros(spend.cost_usd)
+        record = SpendRecord(key_id=key_id, period_id=period_id, day=utc_day(now), model=spend.model,
+                             input_tokens=0 if ask.cache_hit else spend.input_tokens,
+                             output_tokens=0 if ask.cache_hit else spend.output_tokens,
+                             cost_micros=cost, saved_micros=_micros(spend.saved_usd))
+        if not ask.cache_hit:
+            self._release(state, quota, rid, spend, now, held_in)
+        if period_id is not None:
+            state.buckets[period_id].spent += cost
+        if self._spend is not None:
+            await self._spend.record(record)
+        else:
+            row = self._ledger.setdefault((key_id, record.day, record.model), [0, 0, 0, 0, 0])
+            for i, value in enumerate((1, record.input_tokens, record.output_tokens, cost, record.saved_micros)):
+                row[i] += value
+
+    @staticmethod
+    def _release(state: _KeyState, quota: Quota, rid: str, spend: Spend, now: float, held_in: str | None) -> None:
+        entry = state.tokens.get(rid)
+        if quota.tpm is not None and entry is not None and entry[0] > now - WINDOW_SECONDS:
+            # Real tokens replace the estimate at the admit's timestamp, larger or smaller.
+            real = spend.input_tokens + spend.output_tokens
+            state.token_total += real - entry[1]
+            state.tokens[rid] = (entry[0], real)
+        lease = state.leases.pop(rid, None)
+        if lease is not None and held_in is not None:
+            state.buckets[held_in].reserved -= lease.micros
+
+    async def budget(self, quota: Quota, now: float) -> BudgetStatus:
+        period_id, resets_at = period_bounds(_period(quota), now)
+        state = await self._load_buckets(quota.key_id, period_id)
+        state.trim(now, period_id)
+        bucket = state.buckets[period_id]
+        return BudgetStatus(spent_usd=bucket.spent / 1_000_000, reserved_usd=bucket.reserved / 1_000_000,
+                            period_id=period_id, resets_at=resets_at)
+
+    async def usage(self, quota: Quota, now: float) -> WindowUsage:
+        """The counters of the limits the key has (a counter the key does not track reads 0)."""
+        status = await self.budget(quota, now)  # trims the windows to ``now`` too
+        state = self._state(quota.key_id)
+        return WindowUsage(requests=len(state.requests), tokens=state.token_total, in_flight=len(state.leases),
+                           reserved_usd=status.reserved_usd)
+
+    async def ledger(self, key_id: str) -> list[LedgerRow]:
+        if self._spend is not None:
+            return await self._spend.ledger(key_id)
+        return [LedgerRow(day=day, model=model, requests=c[0], input_tokens=c[1], output_tokens=c[2],
+                          cost_usd=c[3] / 1_000_000, saved_usd=c[4] / 1_000_000)
+                for (key, day, model), c in sorted(self._ledger.items()) if key == key_id]
+
+    async def close(self) -> None:
+        if self._spend is not None:
+            await self._spend.close()

@@ -1,0 +1,64 @@
+"""The shared state behind the gateway, chosen once at start-up: Redis when GATEWAY_REDIS_URL is set
+(many replicas), otherwise the embedded default (SQLite files and in-process limits, one process)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from gateway.embedded import claim_data_dir
+from gateway.keys.store import KeyStore
+from gateway.limits.types import Limiter
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.stores")
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    keys: KeyStore
+    limiter: Limiter
+    shared: bool
+
+
+async def _open_redis(settings: Settings, url: str, stack: AsyncExitStack) -> Stores:
+    import redis.asyncio as redis
+
+    from gateway.keys.redis_store import RedisKeyStore
+    from gateway.limits.failover import FailoverLimiter
+    from gateway.limits.local_limiter import LocalLimiter
+    from gateway.limits.redis_limiter import RedisLimiter
+
+    def client() -> redis.Redis:
+        # Short timeouts: a slow Redis must cost a request milliseconds, never seconds.
+        timeout = settings.redis_timeout_seconds
+        return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                    health_check_interval=10)
+
+    keys = RedisKeyStore(client())
+    stack.push_async_callback(keys.close)
+    limiter = FailoverLimiter(RedisLimiter(client()), LocalLimiter(None))
+    stack.push_async_callback(limiter.close)
+    return Stores(keys=keys, limiter=limiter, shared=True)
+
+
+async def _open_embedded(settings: Settings, stack: AsyncExitStack) -> Stores:
+    from gateway.keys.sqlite_store import SqliteKeyStore
+    from gateway.limits.local_limiter import LocalLimiter
+    from gateway.limits.sqlite_spend import SqliteSpend
+
+    stack.callback(claim_data_dir(settings.data_dir).close)
+    keys = await SqliteKeyStore.open(settings.data_dir / "keys.sqlite3")
+    stack.push_async_callback(keys.close)
+    limiter = LocalLimiter(await SqliteSpend.open(settings.data_dir / "spend.sqlite3"))
+    stack.push_async_callback(limiter.close)
+    log.info("embedded store in %s: one gateway process (set GATEWAY_REDIS_URL to share state across "
+             "replicas)", settings.data_dir)
+    return Stores(keys=keys, limiter=limiter, shared=False)
+
+
+async def open_stores(settings: Settings, stack: AsyncExitStack) -> Stores:
+    if settings.redis_url is not None:
+        return await _open_redis(settings, settings.redis_url.get_secret_value(), stack)
+    return await _open_embedded(settings, stack)
