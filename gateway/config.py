@@ -44,7 +44,8 @@ class LitellmParams(_Strict):
     max_retries: int | None = Field(default=None, ge=0)
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
-    weight: float = Field(default=1.0, gt=0)
+    #: simple-shuffle weight; unset, litellm's rule applies: rpm, else tpm, else 1.
+    weight: float | None = Field(default=None, gt=0)
     order: int | None = Field(default=None, ge=1)
     extra_headers: dict[str, str] | None = None
     input_cost_per_token: float | None = Field(default=None, ge=0)

@@ -142,7 +142,7 @@ class Pipeline:
         stream_ = opened.value
 
         def finished() -> None:
-            router.stream_finished(deployment)
+            router.stream_finished(deployment, ctx.usage)
             usage = ctx.usage
             if usage is None and reservation is not None:
                 # The client left before the usage chunk: charge the estimated prompt and what was

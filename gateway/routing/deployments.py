@@ -76,7 +76,7 @@ def build_deployment(entry: ModelEntry, index: int, config: RoutingConfig) -> De
         api_key=params.api_key,
         timeout=timeout,
         stream_timeout=params.stream_timeout or router.stream_timeout or timeout,
-        weight=params.weight,
+        weight=params.weight or params.rpm or params.tpm or 1.0,
         mode=entry.model_info.mode,
         params=params,
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from gateway.errors import GatewayError, UpstreamAuthFailed, UpstreamRateLimited
 
 FAILURE_WINDOW_SECONDS = 60.0
+RATE_WINDOW_SECONDS = 60.0
 #: Weight of the newest sample in the latency moving average.
 LATENCY_ALPHA = 0.3
 
@@ -25,6 +26,11 @@ class DeploymentState:
     latency_ewma: float | None = None
     cooldown_until: float = 0.0
     failures: deque[float] = field(default_factory=deque)
+    #: Start times of calls, and (time, tokens) of finished ones, in the last minute: the
+    #: deployment's own rpm/tpm from model_list.
+    call_times: deque[float] = field(default_factory=deque)
+    token_log: deque[tuple[float, int]] = field(default_factory=deque)
+    tokens_in_window: int = 0
 
 
 class HealthBook:
@@ -56,7 +62,29 @@ class HealthBook:
         return sorted(k for k, s in self._states.items() if s.cooldown_until > now)
 
     def started(self, deployment_id: str) -> None:
-        self.state(deployment_id).in_flight += 1
+        state = self.state(deployment_id)
+        state.in_flight += 1
+        state.call_times.append(self._monotonic())
+
+    def add_tokens(self, deployment_id: str, tokens: int) -> None:
+        """Tokens a finished call used, counted in the deployment's rolling minute."""
+        if tokens > 0:
+            state = self.state(deployment_id)
+            state.token_log.append((self._monotonic(), tokens))
+            state.tokens_in_window += tokens
+
+    def within_rate(self, deployment_id: str, rpm: int | None, tpm: int | None) -> bool:
+        """Is the deployment under its own rpm/tpm (from model_list) in this process's last minute?"""
+        if rpm is None and tpm is None:
+            return True
+        state = self.state(deployment_id)
+        horizon = self._monotonic() - RATE_WINDOW_SECONDS
+        while state.call_times and state.call_times[0] <= horizon:
+            state.call_times.popleft()
+        while state.token_log and state.token_log[0][0] <= horizon:
+            state.tokens_in_window -= state.token_log.popleft()[1]
+        return ((rpm is None or len(state.call_times) < rpm)
+                and (tpm is None or state.tokens_in_window < tpm))
 
     def finished(self, deployment_id: str) -> None:
         self.state(deployment_id).in_flight -= 1

@@ -23,7 +23,7 @@ from gateway.config import RoutingConfig
 from gateway.errors import ContextWindowExceeded, GatewayError, ServiceUnavailable, UpstreamRateLimited
 from gateway.routing.deployments import Deployment, EngineName
 from gateway.routing.health import HealthBook
-from gateway.routing.types import Engine, UpstreamCall, UpstreamResponse, UpstreamStream
+from gateway.routing.types import Engine, UpstreamCall, UpstreamResponse, UpstreamStream, Usage
 from gateway.spend.prices import FREE, Price, resolve_price
 
 T = TypeVar("T")
@@ -85,7 +85,8 @@ class Router:
 
     def choose(self, alias: str, tried: set[str]) -> Deployment | None:
         """A healthy deployment of ``alias``, preferring ones this request has not tried yet."""
-        healthy = [d for d in self.deployments.get(alias, ()) if self._health.available(d.id)]
+        healthy = [d for d in self.deployments.get(alias, ())
+                   if self._health.available(d.id) and self._health.within_rate(d.id, d.params.rpm, d.params.tpm)]
         if not healthy:
             return None
         fresh = [d for d in healthy if d.id not in tried] or healthy
@@ -115,15 +116,22 @@ class Router:
     # -- calling --------------------------------------------------------------------------------
 
     async def send(self, alias: str, call: UpstreamCall) -> Routed[UpstreamResponse]:
-        return await self._run(alias, lambda d: self._engines[d.engine].send(d, call), streaming=False)
+        routed = await self._run(alias, lambda d: self._engines[d.engine].send(d, call), streaming=False)
+        self._count_tokens(routed.deployment, routed.value.usage)
+        return routed
 
     async def open_stream(self, alias: str, call: UpstreamCall) -> Routed[UpstreamStream]:
         return await self._run(alias, lambda d: self._engines[d.engine].open_stream(d, call),
                                streaming=True)
 
-    def stream_finished(self, deployment: Deployment) -> None:
+    def stream_finished(self, deployment: Deployment, usage: Usage | None) -> None:
         """Called once when a stream returned by ``open_stream`` has ended, however it ended."""
         self._health.finished(deployment.id)
+        self._count_tokens(deployment, usage)
+
+    def _count_tokens(self, deployment: Deployment, usage: Usage | None) -> None:
+        if usage is not None and deployment.params.tpm is not None:
+            self._health.add_tokens(deployment.id, usage.prompt_tokens + usage.completion_tokens)
 
     async def _run(self, alias: str, attempt: Callable[[Deployment], Awaitable[T]], *,
                    streaming: bool) -> Routed[T]:

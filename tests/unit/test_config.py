@@ -114,7 +114,7 @@ def test_defaults_for_router_settings() -> None:
     assert settings.num_retries == 2
     assert settings.fallbacks == []
     assert settings.context_window_fallbacks == []
-    assert config.model_list[0].litellm_params.weight == 1.0
+    assert config.model_list[0].litellm_params.weight is None
 
 
 def test_fallbacks_for(valid_file: Path) -> None:

@@ -230,7 +230,7 @@ async def test_least_busy_avoids_a_deployment_holding_an_open_stream() -> None:
     for _ in range(5):
         routed = await router.send("m", CALL)
         assert routed.deployment.id != streamed.deployment.id
-    router.stream_finished(streamed.deployment)
+    router.stream_finished(streamed.deployment, None)
     assert len(engine.calls) == 6
 
 
@@ -504,7 +504,7 @@ async def test_an_open_stream_stays_in_flight_until_finished() -> None:
     routed = await router.open_stream("m", CALL)
     assert [frame async for frame in routed.value][-1] == b"data: [DONE]\n\n"
     assert in_flight(health, "a") == [1]
-    router.stream_finished(routed.deployment)
+    router.stream_finished(routed.deployment, None)
     assert in_flight(health, "a") == [0]
 
 
@@ -516,7 +516,7 @@ async def test_a_stream_that_failed_to_open_is_not_in_flight(sleeps: list[float]
     assert routed.deployment.id != failed
     assert health.state(failed).in_flight == 0
     assert health.state(routed.deployment.id).in_flight == 1
-    router.stream_finished(routed.deployment)
+    router.stream_finished(routed.deployment, None)
     assert in_flight(health, "a", "b") == [0, 0]
 
 
@@ -527,3 +527,32 @@ async def test_errors_are_recorded_in_the_health_book(clock: Clock) -> None:
         await router.send("m", CALL)
     assert not health.available("a")
     assert health.cooling_down() == ["a"]
+
+
+async def test_deployment_rpm_from_model_list_is_respected_per_process(clock: Clock) -> None:
+    """A deployment at its own rpm is skipped until its minute has passed (litellm's semantics)."""
+    config = parse_config({"model_list": [
+        {"model_name": "m", "litellm_params": {"model": "openai/a", "api_base": "http://127.0.0.1:1/v1", "rpm": 2},
+         "model_info": {"id": "capped"}},
+        {"model_name": "m", "litellm_params": {"model": "openai/b", "api_base": "http://127.0.0.1:1/v1"},
+         "model_info": {"id": "open"}},
+    ], "router_settings": {"num_retries": 0}}, environ={})
+    health = HealthBook(allowed_fails=3, cooldown_time=30, monotonic=clock)
+    engine = FakeEngine(health)
+    router = Router(config, build_deployments(config), {"native": engine, "litellm": engine}, health,
+                    rng=random.Random(7))
+    call = UpstreamCall(operation="chat", body={"model": "m", "messages": []})
+    served = [(await router.send("m", call)).deployment.id for _ in range(20)]
+    assert served.count("capped") == 2
+    clock.now += 61
+    served = [(await router.send("m", call)).deployment.id for _ in range(20)]
+    assert served.count("capped") == 2
+
+
+def test_weight_defaults_to_rpm_like_litellm() -> None:
+    config = parse_config({"model_list": [
+        {"model_name": "m", "litellm_params": {"model": "openai/a", "api_base": "http://h/v1", "rpm": 300}},
+        {"model_name": "m", "litellm_params": {"model": "openai/b", "api_base": "http://h/v1", "weight": 2}},
+        {"model_name": "m", "litellm_params": {"model": "openai/c", "api_base": "http://h/v1"}},
+    ]}, environ={})
+    assert [d.weight for d in build_deployments(config)["m"]] == [300, 2, 1.0]
