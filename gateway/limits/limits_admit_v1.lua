@@ -9,7 +9,8 @@
 --   7 budget bucket HASH of the current period (spent, reserved; micro-dollars)
 -- ARGV: 1 now, 2 reservation id, 3 rpm, 4 tpm, 5 max_parallel, 6 budget micros ('' = no such limit),
 --       7 period id, 8 seconds until the period resets ('' = never), 9 ask tokens, 10 ask micros,
---       11 cache hit ('1'/'0'), 12 window seconds, 13 lease seconds, 14 bucket grace seconds
+--       11 cache hit ('1'/'0'), 12 window seconds, 13 lease seconds, 14 bucket grace seconds,
+--       15 seconds to suggest when every concurrency slot is taken
 -- Returns strings ('' = none): allowed ('1'/'0'), reason, retry_after, remaining_requests,
 --   reset_requests, remaining_tokens, reset_tokens, budget remaining micros.
 
@@ -106,7 +107,7 @@ if parallel or budget then
   in_flight = redis.call('ZCARD', KEYS[5])
   if parallel and not cache_hit and in_flight + 1 > parallel then
     -- Slots come back when a request ends, which nothing here can predict: a short hint.
-    failed[#failed + 1] = {'parallel', parallel > 0 and 1}
+    failed[#failed + 1] = {'parallel', parallel > 0 and tonumber(ARGV[15])}
   end
 end
 

@@ -3,7 +3,7 @@
 -- first call records the id as settled, and a retried call finds it there and changes nothing.
 --
 -- KEYS (one hash tag, one cluster slot):
---   1 settled ZSET (reservation id -> settled at; kept for one lease, in the caller's time)
+--   1 settled ZSET (reservation id -> settled at; kept for ARGV[18] seconds of the caller's time)
 --   2 tpm ZSET, 3 tpm HASH, 4 tpm STRING (as in limits_admit_v1)
 --   5 leases ZSET, 6 reserved HASH (reservation id -> "micros period")
 --   7 budget bucket HASH of the current period
@@ -13,17 +13,18 @@
 -- ARGV: 1 now, 2 reservation id, 3 tpm tracked ('1'/'0'), 4 leases tracked, 5 budget tracked,
 --       6 cache hit, 7 current period id, 8 its bucket's ttl seconds ('' = never expires),
 --       9 previous period id, 10 its bucket's ttl, 11 model, 12 input tokens, 13 output tokens,
---       14 cost micros, 15 saved micros, 16 day (YYYY-MM-DD), 17 window seconds, 18 lease seconds
+--       14 cost micros, 15 saved micros, 16 day (YYYY-MM-DD), 17 window seconds,
+--       18 seconds a settled id is remembered
 -- Returns 1 when settled now, 0 when it had been settled already.
 
 local now, id = tonumber(ARGV[1]), ARGV[2]
-local lease = tonumber(ARGV[18])
+local remember = tonumber(ARGV[18])
 local function num(x) return string.format('%.17g', x) end
 
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', num(now - lease))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', num(now - remember))
 if redis.call('ZSCORE', KEYS[1], id) then return 0 end
 redis.call('ZADD', KEYS[1], num(now), id)
-redis.call('EXPIRE', KEYS[1], math.ceil(lease) + 60)
+redis.call('EXPIRE', KEYS[1], math.ceil(remember) + 60)
 
 local model = ARGV[11]
 local input_tokens, output_tokens = tonumber(ARGV[12]), tonumber(ARGV[13])

@@ -1,16 +1,31 @@
 """The in-process Limiter: the embedded default (one host) and the fallback while Redis is down.
+It is also the reference spelling of the semantics that ``limits_admit_v1.lua`` and
+``limits_settle_v1.lua`` implement for Redis; a congruence test replays random operations on both.
 
-Same semantics as ``RedisLimiter`` and its Lua scripts, decision for decision (the contract suite
-runs both). Every decision is a synchronous section with no await inside, so concurrent requests on
-the event loop are decided one at a time, exactly. The only await is loading budget buckets'
-spent from ``SqliteSpend`` before the section; settled money is written there after it, in call
-order. Windows, leases and reservations live in memory only: they are at most a lease old.
+Decisions (``admit``), each window being (now - 60 s, now]:
+
+- rpm: refused when the window already holds rpm admits; retry_after = when enough of the oldest
+  leave for one slot. Cache hits count here and only here.
+- tpm: refused when tokens in the window + the ask exceed tpm; retry_after = when enough of the oldest
+  entries' tokens leave. An ask larger than tpm itself never passes: reason "tpm", retry_after None.
+- parallel: refused when max_parallel reservations are in flight (lease not expired);
+  retry_after = PARALLEL_RETRY_SECONDS, a hint (slots free when requests end).
+- budget: refused when spent + reserved + the ask exceed the period's budget (integer micro-dollars);
+  retry_after = seconds until the period resets; None for ``total`` or an ask above the whole budget.
+- With several refusing, reason names the one that passes last (a None beats any time), the earlier
+  in that order on a tie, and retry_after is its value. A limit of 0 never passes (None).
+- Headers on every decision, after it: remaining = limit - count (never below 0); reset = seconds until
+  the oldest entry leaves the window, 0 when empty; budget_remaining_usd likewise never below 0.
+
+Every decision is a synchronous section with no await inside, so concurrent requests on the event
+loop are decided one at a time, exactly. The only await is loading budget buckets' spent from
+``SqliteSpend`` before the section; settled money is written there after it, in call order. Windows,
+leases and reservations live in memory only: they are at most a lease old.
 
 Without a ``SqliteSpend`` (the Redis-down fallback) spent and the ledger stay in memory and are lost
-on restart; the caller fails budgets closed in that mode anyway. Settled markers are in memory too,
-so a settle retried across a restart counts twice.
+on restart; the caller fails budgets closed in that mode anyway. Settled ids are in memory too, so a
+settle retried across a restart counts twice. Reservation ids must be unique per request.
 """
-
 from __future__ import annotations
 
 from bisect import bisect_right, insort
@@ -34,17 +49,21 @@ from gateway.limits.types import (
 
 #: Seconds to suggest before retrying when every concurrency slot is taken.
 PARALLEL_RETRY_SECONDS = 1.0
+#: How long a settled reservation id is remembered, so a retried settle changes nothing. Retries
+#: (a lost reply, a reconnect) come within seconds; a lease's worth would cost three times the memory.
+SETTLED_SECONDS = 300.0
 
 
-def _micros(usd: float) -> int:
+def to_micros(usd: float) -> int:
     return round(usd * 1_000_000)
 
 
-def _period(quota: Quota) -> BudgetPeriod:
+def period_of(quota: Quota) -> BudgetPeriod:
+    """A budget without a period is a ``total`` one."""
     return quota.budget_period or "total"
 
 
-def _check(ask: Ask) -> None:
+def check_ask(ask: Ask) -> None:
     if not ask.reservation_id or ask.tokens < 0 or ask.cost_usd < 0:
         raise ValueError(f"invalid ask: {ask!r}")
 
@@ -82,7 +101,7 @@ class _KeyState:
     #: In-flight reservations in admission order (so, for one clock, in expiry order).
     leases: dict[str, _Lease] = field(default_factory=dict)
     buckets: dict[str, _Bucket] = field(default_factory=dict)
-    #: Settled reservation ids -> when, in settle order; kept for one lease.
+    #: Settled reservation ids -> when, in settle order; kept for SETTLED_SECONDS.
     settled: dict[str, float] = field(default_factory=dict)
 
     def trim(self, now: float, period_id: str) -> None:
@@ -92,7 +111,8 @@ class _KeyState:
         for at, rid in self.token_log[:gone]:
             self.token_total -= self.tokens.pop(rid, (at, 0))[1]
         del self.token_log[:gone]
-        for rid, lease in list(self.leases.items()):
+        while self.leases:
+            rid, lease = next(iter(self.leases.items()))
             if lease.expires > now:
                 break
             # A dead gateway's lease: its slot and (in this period) its budget come back.
@@ -124,8 +144,8 @@ class LocalLimiter:
     def __init__(self, spend: SqliteSpend | None = None) -> None:
         self._spend = spend
         self._keys: dict[str, _KeyState] = {}
-        #: Without ``spend``: (key id, day, model) -> [requests, input, output, cost µ$, saved µ$].
-        self._ledger: dict[tuple[str, str, str], list[int]] = {}
+        #: Without ``spend``: key id -> (day, model) -> [requests, input, output, cost µ$, saved µ$].
+        self._ledger: dict[str, dict[tuple[str, str], list[int]]] = {}
 
     def _state(self, key_id: str) -> _KeyState:
         state = self._keys.get(key_id)
@@ -154,11 +174,11 @@ class LocalLimiter:
         return state
 
     async def admit(self, quota: Quota, ask: Ask, now: float) -> Decision:
-        _check(ask)
+        check_ask(ask)
         if quota.unlimited:
             return Decision(allowed=True)
-        period_id, resets_at = period_bounds(_period(quota), now)
-        budget = None if quota.budget_usd is None else _micros(quota.budget_usd)
+        period_id, resets_at = period_bounds(period_of(quota), now)
+        budget = None if quota.budget_usd is None else to_micros(quota.budget_usd)
         state = await self._load_buckets(quota.key_id, *([period_id] if budget is not None else []))
         # From here to the return: no await, so this decision cannot interleave with another.
         state.trim(now, period_id)
@@ -174,7 +194,7 @@ class LocalLimiter:
             failed.append(("tpm", state.tokens_free_in(now, excess) if ask.tokens <= quota.tpm else None))
         if work and quota.max_parallel is not None and len(state.leases) + 1 > quota.max_parallel:
             failed.append(("parallel", PARALLEL_RETRY_SECONDS if quota.max_parallel > 0 else None))
-        ask_micros = _micros(ask.cost_usd)
+        ask_micros = to_micros(ask.cost_usd)
         if work and budget is not None and committed + ask_micros > budget:
             failed.append(("budget", resets_at - now if resets_at is not None and ask_micros <= budget else None))
         reason: LimitReason | None = None
@@ -214,11 +234,11 @@ class LocalLimiter:
             state.leases[rid] = _Lease(now + LEASE_SECONDS)
 
     async def settle(self, quota: Quota, ask: Ask, spend: Spend, now: float) -> None:
-        _check(ask)
+        check_ask(ask)
         key_id, rid = quota.key_id, ask.reservation_id
         budgeted = quota.budget_usd is not None and not ask.cache_hit
-        current = period_bounds(_period(quota), now)[0]
-        previous = period_bounds(_period(quota), now - LEASE_SECONDS)[0]
+        current = period_bounds(period_of(quota), now)[0]
+        previous = period_bounds(period_of(quota), now - LEASE_SECONDS)[0]
         state = await self._load_buckets(key_id, *([current, previous] if budgeted else []))
         # From here on no await until the record is handed to the spend store.
         period_id = held_in = None
@@ -233,19 +253,20 @@ class LocalLimiter:
                 period_id = held_in = lease.period_id
             elif lease is not None and lease.expires <= now and lease.period_id == current:
                 held_in = current
-        forget = now - LEASE_SECONDS
-        for marker, settled_at in list(state.settled.items()):
+        forget = now - SETTLED_SECONDS
+        while state.settled:
+            marker, settled_at = next(iter(state.settled.items()))
             if settled_at > forget:
                 break
             del state.settled[marker]
         if rid in state.settled:
             return
         state.settled[rid] = now
-        cost = 0 if ask.cache_hit else _micros(spend.cost_usd)
+        cost = 0 if ask.cache_hit else to_micros(spend.cost_usd)
         record = SpendRecord(key_id=key_id, period_id=period_id, day=utc_day(now), model=spend.model,
                              input_tokens=0 if ask.cache_hit else spend.input_tokens,
                              output_tokens=0 if ask.cache_hit else spend.output_tokens,
-                             cost_micros=cost, saved_micros=_micros(spend.saved_usd))
+                             cost_micros=cost, saved_micros=to_micros(spend.saved_usd))
         if not ask.cache_hit:
             self._release(state, quota, rid, spend, now, held_in)
         if period_id is not None:
@@ -253,7 +274,7 @@ class LocalLimiter:
         if self._spend is not None:
             await self._spend.record(record)
         else:
-            row = self._ledger.setdefault((key_id, record.day, record.model), [0, 0, 0, 0, 0])
+            row = self._ledger.setdefault(key_id, {}).setdefault((record.day, record.model), [0, 0, 0, 0, 0])
             for i, value in enumerate((1, record.input_tokens, record.output_tokens, cost, record.saved_micros)):
                 row[i] += value
 
@@ -270,7 +291,7 @@ class LocalLimiter:
             state.buckets[held_in].reserved -= lease.micros
 
     async def budget(self, quota: Quota, now: float) -> BudgetStatus:
-        period_id, resets_at = period_bounds(_period(quota), now)
+        period_id, resets_at = period_bounds(period_of(quota), now)
         state = await self._load_buckets(quota.key_id, period_id)
         state.trim(now, period_id)
         bucket = state.buckets[period_id]
@@ -289,7 +310,7 @@ class LocalLimiter:
             return await self._spend.ledger(key_id)
         return [LedgerRow(day=day, model=model, requests=c[0], input_tokens=c[1], output_tokens=c[2],
                           cost_usd=c[3] / 1_000_000, saved_usd=c[4] / 1_000_000)
-                for (key, day, model), c in sorted(self._ledger.items()) if key == key_id]
+                for (day, model), c in sorted(self._ledger.get(key_id, {}).items())]
 
     async def close(self) -> None:
         if self._spend is not None:

@@ -1,6 +1,7 @@
 """The production Limiter: Redis, shared by every replica, so a limit holds once in total, not once
 per replica. Each decision is one Lua script (``limits_admit_v1.lua``, ``limits_settle_v1.lua``
-beside this file) run atomically by Redis, with the caller's ``now`` as the clock.
+beside this file) run atomically by Redis, with the caller's ``now`` as the clock; the semantics
+are spelled out in ``local_limiter.py``, and the two agree decision for decision.
 
 Layout, for ``prefix="gw"`` and key id ``<id>``; every key shares the hash tag ``{k:<id>}``, so one
 script touches one cluster slot::
@@ -13,9 +14,10 @@ script touches one cluster slot::
     gw:{k:<id>}:reserved         HASH    reservation id -> "<micro-dollars> <period id>" (budget keys)
     gw:{k:<id>}:budget:<period>  HASH    spent, reserved (micro-dollars); expires a day after the
                                          period ends (``budget:total`` never)
-    gw:{k:<id>}:settled          ZSET    reservation id -> settled at (the last LEASE_SECONDS)
-    gw:{k:<id>}:ledger:<day>     HASH    "<model>|requests|input_tokens|output_tokens|cost_micros|
-                                         saved_micros" counters of one UTC day; kept
+    gw:{k:<id>}:settled          ZSET    reservation id -> settled at (the last SETTLED_SECONDS)
+    gw:{k:<id>}:ledger:<day>     HASH    "<model>|<counter>" -> count, for one UTC day and the counters
+                                         requests, input_tokens, output_tokens, cost_micros,
+                                         saved_micros; kept
     gw:{k:<id>}:ledger:days      ZSET    every ledger day (score 0, lexicographic = chronological)
 
 Window keys expire a second after their window; leases and reserved never expire by TTL, since a
@@ -30,12 +32,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from gateway.limits.local_limiter import PARALLEL_RETRY_SECONDS, SETTLED_SECONDS, check_ask, period_of, to_micros
 from gateway.limits.periods import period_bounds, utc_day
 from gateway.limits.types import (
     LEASE_SECONDS,
     WINDOW_SECONDS,
     Ask,
-    BudgetPeriod,
     BudgetStatus,
     Decision,
     LedgerRow,
@@ -59,10 +61,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _micros(usd: float) -> int:
-    return round(usd * 1_000_000)
-
-
 def _arg(value: int | None) -> int | str:
     return "" if value is None else value
 
@@ -73,15 +71,6 @@ def _int(value: str) -> int | None:
 
 def _float(value: str) -> float | None:
     return None if value == "" else float(value)
-
-
-def _period(quota: Quota) -> BudgetPeriod:
-    return quota.budget_period or "total"
-
-
-def _check(ask: Ask) -> None:
-    if not ask.reservation_id or ask.tokens < 0 or ask.cost_usd < 0:
-        raise ValueError(f"invalid ask: {ask!r}")
 
 
 class RedisLimiter:
@@ -105,17 +94,17 @@ class RedisLimiter:
         return [self._key(key_id, s) for s in ("rpm", "tpm", "tpm:tokens", "tpm:total", "leases", "reserved")]
 
     async def admit(self, quota: Quota, ask: Ask, now: float) -> Decision:
-        _check(ask)
+        check_ask(ask)
         if quota.unlimited:
             return Decision(allowed=True)
-        period_id, resets_at = period_bounds(_period(quota), now)
-        budget = None if quota.budget_usd is None else _micros(quota.budget_usd)
+        period_id, resets_at = period_bounds(period_of(quota), now)
+        budget = None if quota.budget_usd is None else to_micros(quota.budget_usd)
         result = await self._admit(
             keys=[*self._window_keys(quota.key_id), self._key(quota.key_id, f"budget:{period_id}")],
             args=[now, ask.reservation_id, _arg(quota.rpm), _arg(quota.tpm), _arg(quota.max_parallel),
                   _arg(budget), period_id, "" if resets_at is None else resets_at - now, ask.tokens,
-                  _micros(ask.cost_usd), int(ask.cache_hit), WINDOW_SECONDS, LEASE_SECONDS,
-                  BUCKET_GRACE_SECONDS],
+                  to_micros(ask.cost_usd), int(ask.cache_hit), WINDOW_SECONDS, LEASE_SECONDS,
+                  BUCKET_GRACE_SECONDS, PARALLEL_RETRY_SECONDS],
         )
         allowed, reason, retry, left_req, reset_req, left_tok, reset_tok, left_budget = (_text(v) for v in result)
         budget_left = _int(left_budget)
@@ -133,8 +122,8 @@ class RedisLimiter:
         )
 
     async def settle(self, quota: Quota, ask: Ask, spend: Spend, now: float) -> None:
-        _check(ask)
-        period = _period(quota)
+        check_ask(ask)
+        period = period_of(quota)
         period_id, resets_at = period_bounds(period, now)
         # A reservation still held was admitted at most one lease ago: in this period or the last.
         previous_id, previous_resets_at = period_bounds(period, now - LEASE_SECONDS)
@@ -148,8 +137,8 @@ class RedisLimiter:
                   int(quota.max_parallel is not None or quota.budget_usd is not None),
                   int(quota.budget_usd is not None), int(ask.cache_hit),
                   period_id, self._bucket_ttl(resets_at, now), previous_id, self._bucket_ttl(previous_resets_at, now),
-                  spend.model, spend.input_tokens, spend.output_tokens, _micros(spend.cost_usd),
-                  _micros(spend.saved_usd), day, WINDOW_SECONDS, LEASE_SECONDS],
+                  spend.model, spend.input_tokens, spend.output_tokens, to_micros(spend.cost_usd),
+                  to_micros(spend.saved_usd), day, WINDOW_SECONDS, SETTLED_SECONDS],
         )
 
     @staticmethod
@@ -158,7 +147,7 @@ class RedisLimiter:
         return "" if resets_at is None else max(int(resets_at - now) + 1, 0) + BUCKET_GRACE_SECONDS
 
     async def budget(self, quota: Quota, now: float) -> BudgetStatus:
-        period_id, resets_at = period_bounds(_period(quota), now)
+        period_id, resets_at = period_bounds(period_of(quota), now)
         key_id = quota.key_id
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.hmget(self._key(key_id, f"budget:{period_id}"), ["spent", "reserved"])

@@ -1,0 +1,114 @@
+"""Limiter fixtures: each contract test runs on Redis, on LocalLimiter with a SQLite spend file, and on
+LocalLimiter in memory (the Redis-down fallback).
+
+Redis tests share one server, so each test gets its own prefix (``test:<uuid>``) and deletes only the
+keys under it afterwards (SCAN + DEL); nothing else on the server is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.limits.local_limiter import LocalLimiter
+from gateway.limits.redis_limiter import RedisLimiter
+from gateway.limits.sqlite_spend import FILENAME, SqliteSpend
+from gateway.limits.types import Limiter
+
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@dataclass
+class Backend:
+    """One storage location; ``open()`` gives another limiter on it (a restart, or for Redis a replica)."""
+
+    name: str
+    open: Callable[[], Awaitable[Limiter]]
+    #: Spent and the ledger outlive the limiter object.
+    persistent: bool
+    #: The Redis prefix, or the SQLite file, or "" in memory.
+    location: str
+
+
+async def delete_prefix(prefix: str) -> None:
+    client = aioredis.from_url(REDIS_URL)
+    try:
+        batch = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
+        for start in range(0, len(batch), 500):
+            await client.delete(*batch[start:start + 500])
+    finally:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def redis_location() -> AsyncIterator[Backend]:
+    probe = aioredis.from_url(REDIS_URL)
+    try:
+        await probe.ping()
+    except (aioredis.ConnectionError, OSError) as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_URL} ({exc}); start it or set GATEWAY_TEST_REDIS_URL")
+    finally:
+        await probe.aclose()
+    prefix = f"test:{uuid.uuid4().hex}"
+    clients: list[aioredis.Redis] = []
+
+    async def open_limiter() -> Limiter:
+        # A client of its own per limiter, as on separate replicas; both response decodings are used.
+        # A blocking pool queues callers beyond its size, as a gateway under load must.
+        pool = aioredis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=32, timeout=10,
+                                                        decode_responses=len(clients) % 2 == 1)
+        client = aioredis.Redis.from_pool(pool)
+        clients.append(client)
+        return RedisLimiter(client, prefix=prefix)
+
+    try:
+        yield Backend("redis", open_limiter, True, prefix)
+    finally:
+        for client in clients:
+            await client.aclose()
+        await delete_prefix(prefix)
+
+
+@contextlib.asynccontextmanager
+async def local_location(path: Path | None) -> AsyncIterator[Backend]:
+    opened: list[Limiter] = []
+
+    async def open_limiter() -> Limiter:
+        limiter = LocalLimiter(None if path is None else await SqliteSpend.open(path))
+        opened.append(limiter)
+        return limiter
+
+    try:
+        yield Backend("sqlite" if path else "memory", open_limiter, path is not None, str(path or ""))
+    finally:
+        for limiter in opened:
+            await limiter.close()
+
+
+@pytest.fixture(params=["redis", "sqlite", "memory"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """Each backend in turn: the contract suite runs once per parameter."""
+    if request.param == "redis":
+        location = redis_location()
+    else:
+        location = local_location(tmp_path / FILENAME if request.param == "sqlite" else None)
+    async with location as backend:
+        yield backend
+
+
+@pytest.fixture
+async def limiter(backend: Backend) -> Limiter:
+    return await backend.open()
+
+
+@pytest.fixture
+async def redis_backend() -> AsyncIterator[Backend]:
+    async with redis_location() as backend:
+        yield backend
