@@ -101,6 +101,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         abuse = AbuseGuard(
             storage_uri=settings.redis_url.get_secret_value() if settings.redis_url else "memory://",
             auth_failures=settings.auth_failure_limit, admin_requests=settings.admin_rate_limit,
+            timeout=settings.redis_timeout_seconds,
         )
         pipeline = Pipeline(keys, table, Admission(stores.limiter, background))
         app.state.services = Services(

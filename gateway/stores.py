@@ -7,12 +7,19 @@ import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry as SyncRetry
+
 from gateway.embedded import claim_data_dir
 from gateway.keys.store import KeyStore
 from gateway.limits.types import Limiter
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.stores")
+#: Connections per client and process; beyond it, callers wait up to the Redis timeout.
+REDIS_MAX_CONNECTIONS = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +27,18 @@ class Stores:
     keys: KeyStore
     limiter: Limiter
     shared: bool
+
+
+#: One immediate retry on a broken connection (a stale socket after Redis restarted), none on a
+#: timeout: redis-py's default (10 retries with backoff up to 1 s) would hold requests for seconds
+#: on a dead store, the retry storm this gateway promises not to have.
+RETRY_ARGS = (NoBackoff(), 1)
+RETRY_ON = (RedisConnectionError,)
+
+
+def redis_retry_policy() -> SyncRetry:
+    """For synchronous clients (slowapi's limits storage)."""
+    return SyncRetry(*RETRY_ARGS, supported_errors=RETRY_ON)
 
 
 async def _open_redis(settings: Settings, url: str, stack: AsyncExitStack) -> Stores:
@@ -31,10 +50,15 @@ async def _open_redis(settings: Settings, url: str, stack: AsyncExitStack) -> St
     from gateway.limits.redis_limiter import RedisLimiter
 
     def client() -> redis.Redis:
-        # Short timeouts: a slow Redis must cost a request milliseconds, never seconds.
+        # Short timeouts: a slow Redis must cost a request milliseconds, never seconds. A blocking
+        # pool waits (briefly) for a free connection under load instead of failing, which the
+        # limiter would otherwise read as "Redis is down".
         timeout = settings.redis_timeout_seconds
-        return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                    health_check_interval=10)
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=REDIS_MAX_CONNECTIONS, timeout=timeout, socket_timeout=timeout,
+            socket_connect_timeout=timeout, health_check_interval=10,
+            retry=AsyncRetry(*RETRY_ARGS, supported_errors=RETRY_ON))
+        return redis.Redis(connection_pool=pool)
 
     keys = RedisKeyStore(client())
     stack.push_async_callback(keys.close)

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
@@ -23,24 +23,36 @@ from slowapi.util import get_remote_address
 from starlette.requests import Request
 
 from gateway.errors import RateLimited
+from gateway.stores import redis_retry_policy
 
 log = logging.getLogger("gateway.abuse")
 T = TypeVar("T")
 
 
 class AbuseGuard:
-    def __init__(self, *, storage_uri: str, auth_failures: str, admin_requests: str) -> None:
+    def __init__(self, *, storage_uri: str, auth_failures: str, admin_requests: str,
+                 timeout: float = 0.25, probe_interval: float = 1.0) -> None:
+        # limits' Redis storage is synchronous: its calls block the event loop, so they get the
+        # same short timeouts as every other Redis call, and a failure sends counting to this
+        # process's memory for probe_interval seconds instead of blocking every request again.
+        options: dict[str, Any] = ({"socket_timeout": timeout, "socket_connect_timeout": timeout,
+                                    "retry": redis_retry_policy()} if storage_uri.startswith("redis") else {})
         self._limiter = Limiter(key_func=get_remote_address, storage_uri=storage_uri, key_prefix="gw-abuse",
-                                swallow_errors=True, in_memory_fallback_enabled=True)
+                                swallow_errors=True, in_memory_fallback_enabled=True, storage_options=options)
+        self._probe_interval = probe_interval
+        self._down_until = 0.0
         self._local: RateLimiter = FixedWindowRateLimiter(MemoryStorage())
         self._auth_failures: RateLimitItem = parse(auth_failures)
         self._admin_requests: RateLimitItem = parse(admin_requests)
 
     def _call(self, operation: Callable[[RateLimiter], T]) -> T:
+        if time.monotonic() < self._down_until:
+            return operation(self._local)
         try:
             return operation(self._limiter.limiter)
         except (RedisError, OSError) as error:
             log.warning("abuse-limit storage unreachable (%s); counting in this process", type(error).__name__)
+            self._down_until = time.monotonic() + self._probe_interval
             return operation(self._local)
 
     def _retry_after(self, item: RateLimitItem, address: str, scope: str) -> float:
