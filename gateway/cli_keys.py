@@ -151,7 +151,7 @@ class _Clear:
 
 #: Options named like the API field they set.
 _SIMPLE_FIELDS = ("alias", "team", "role", "rpm", "tpm", "max_parallel", "budget_usd", "budget_period", "expires_at",
-                  "metadata")
+                  "metadata", "model_limits")
 
 
 def _body(args: argparse.Namespace) -> Json:
@@ -357,6 +357,8 @@ def _add_fields(parser: argparse.ArgumentParser, *, update: bool) -> None:
     parser.add_argument("--expires-at", type=wrap(_timestamp), metavar="TIME",
                         help="ISO 8601 expiry, e.g. 2030-01-31T00:00:00Z" + clear)
     parser.add_argument("--metadata", type=_json_object, metavar="JSON", help="a JSON object kept with the key")
+    parser.add_argument("--model-limits", type=_json_object, metavar="JSON",
+                        help='per-alias limits, e.g. \'{"gpt-4o": {"rpm": 10, "tpm": 20000}}\'')
     state = parser.add_mutually_exclusive_group()
     state.add_argument("--disabled", dest="enabled", action="store_false", default=None, help="refuse this key")
     state.add_argument("--enabled", dest="enabled", action="store_true", default=None, help="accept this key")

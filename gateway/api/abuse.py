@@ -27,6 +27,9 @@ from gateway.stores import redis_retry_policy
 
 log = logging.getLogger("gateway.abuse")
 T = TypeVar("T")
+#: Bound on the blocked-address table; past it the table starts over (an attacker rotating addresses
+#: must not grow the gateway's memory).
+MAX_BLOCKED_ADDRESSES = 100_000
 
 
 class AbuseGuard:
@@ -41,6 +44,8 @@ class AbuseGuard:
                                 swallow_errors=True, in_memory_fallback_enabled=True, storage_options=options)
         self._probe_interval = probe_interval
         self._down_until = 0.0
+        #: Addresses over the failed-authentication limit, until when (monotonic seconds).
+        self._blocked: dict[str, float] = {}
         self._local: RateLimiter = FixedWindowRateLimiter(MemoryStorage())
         self._auth_failures: RateLimitItem = parse(auth_failures)
         self._admin_requests: RateLimitItem = parse(admin_requests)
@@ -60,15 +65,29 @@ class AbuseGuard:
         return max(1.0, math.ceil(reset_at - time.time()))
 
     def check_auth_allowed(self, request: Request) -> None:
-        """Refuse an address that failed authentication too often, before trying its key."""
+        """Refuse an address that failed authentication too often, before trying its key.
+
+        Only this process's list of blocked addresses is read here, so a request with a good key
+        costs no store call; the shared count is consulted when an authentication fails.
+        """
         address = get_remote_address(request)
-        if not self._call(lambda limiter: limiter.test(self._auth_failures, "auth", address)):
-            raise RateLimited("too many failed authentications from this address",
-                              retry_after=self._retry_after(self._auth_failures, address, "auth"))
+        until = self._blocked.get(address)
+        if until is None:
+            return
+        remaining = until - time.monotonic()
+        if remaining <= 0:
+            del self._blocked[address]
+            return
+        raise RateLimited("too many failed authentications from this address", retry_after=math.ceil(remaining))
 
     def auth_failed(self, request: Request) -> None:
         address = get_remote_address(request)
-        self._call(lambda limiter: limiter.hit(self._auth_failures, "auth", address))
+        if not self._call(lambda limiter: limiter.hit(self._auth_failures, "auth", address)):
+            retry_after = self._retry_after(self._auth_failures, address, "auth")
+            if len(self._blocked) > MAX_BLOCKED_ADDRESSES:
+                self._blocked.clear()
+            self._blocked[address] = time.monotonic() + retry_after
+            raise RateLimited("too many failed authentications from this address", retry_after=retry_after)
 
     def admin_request(self, request: Request) -> None:
         address = get_remote_address(request)

@@ -26,6 +26,8 @@ log = logging.getLogger("gateway.keys")
 
 #: last_used_at is written at most this often per key (seconds): it is a hint, not a ledger.
 TOUCH_INTERVAL_SECONDS = 60.0
+#: After a failed lookup, the store is left alone this long before the next probe.
+STORE_PROBE_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -65,6 +67,7 @@ class KeyAuthenticator:
         self._stale_grace = stale_grace
         self._monotonic = monotonic
         self._cache: dict[str, _Cached] = {}
+        self._store_down_until = 0.0
         self._touched: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -81,17 +84,26 @@ class KeyAuthenticator:
         cached = self._cache.get(key_hash)
         if cached is not None and now - cached.fetched_at < self._ttl:
             return cached.record
+        if now < self._store_down_until:
+            # Within a second of a failed lookup the store is not asked again: no request queues
+            # behind a dead or frozen store, and the warning is logged once per outage second.
+            return self._stale(cached, now)
         try:
             record = await self._store.find_by_hash(key_hash)
         except STORE_ERRORS as error:
-            if cached is not None and cached.record is not None and now - cached.fetched_at < self._stale_grace:
-                log.warning("key store unreachable (%s); serving a cached key record", type(error).__name__)
-                return cached.record
-            raise ServiceUnavailable("the key store is unreachable; try again shortly", retry_after=1) from error
+            log.warning("key store unreachable (%s); serving cached key records for up to %.0f s",
+                        type(error).__name__, self._stale_grace)
+            self._store_down_until = now + STORE_PROBE_SECONDS
+            return self._stale(cached, now)
         if len(self._cache) > 100_000:
             self._cache.clear()
         self._cache[key_hash] = _Cached(record, now)
         return record
+
+    def _stale(self, cached: _Cached | None, now: float) -> KeyRecord | None:
+        if cached is not None and cached.record is not None and now - cached.fetched_at < self._stale_grace:
+            return cached.record
+        raise ServiceUnavailable("the key store is unreachable; try again shortly", retry_after=1)
 
     def invalidate(self, key_id: str) -> None:
         """Forget everything cached about a key (and every unknown-key answer, which it may now match)."""
