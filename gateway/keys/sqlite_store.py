@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.keys.models import AuditEntry, KeyRecord
 from gateway.keys.store import KeyExists
+from gateway.sqlite_file import SqliteFile
 
 T = TypeVar("T")
 
@@ -91,23 +91,6 @@ def _check_limit(limit: int) -> None:
         raise ValueError("limit must be at least 1")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below), never implicit.
-    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise RuntimeError(f"{path} has key-store schema {version}; this gateway knows up to {SCHEMA_VERSION}")
-    conn.executescript(_SCHEMA)
-    if version < SCHEMA_VERSION:
-        # Later versions migrate here, one step per version, before the user_version is raised.
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    return conn
-
-
 def _write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     """Run ``fn`` in one write transaction; IMMEDIATE so a check-then-insert cannot interleave."""
     conn.execute("BEGIN IMMEDIATE")
@@ -150,26 +133,14 @@ class SqliteKeyStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keys-sqlite")
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
+        self._file = SqliteFile(path, schema=_SCHEMA, version=SCHEMA_VERSION, what="key")
         self._subscribers: set[asyncio.Queue[str | None]] = set()
 
     @classmethod
     async def open(cls, path: Path) -> SqliteKeyStore:
         store = cls(path)
-        await store._run(lambda conn: None)
+        await store._file.run(lambda conn: None)
         return store
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise RuntimeError("the key store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._in_thread, fn)
-
-    def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:
-            self._conn = _connect(self.path)
-        return fn(self._conn)
 
     async def create(self, record: KeyRecord) -> None:
         def insert(conn: sqlite3.Connection) -> None:
@@ -184,16 +155,16 @@ class SqliteKeyStore:
                  _micros(record.created_at), last_used, record.model_dump_json()),
             )
 
-        await self._run(lambda conn: _write(conn, insert))
+        await self._file.run(lambda conn: _write(conn, insert))
 
     async def get(self, key_id: str) -> KeyRecord | None:
-        row = await self._run(
+        row = await self._file.run(
             lambda conn: conn.execute("SELECT record, last_used_us FROM keys WHERE id = ?", (key_id,)).fetchone()
         )
         return _row_record(*row) if row else None
 
     async def find_by_hash(self, key_hash: str) -> KeyRecord | None:
-        row = await self._run(
+        row = await self._file.run(
             lambda conn: conn.execute(
                 "SELECT record, last_used_us FROM keys WHERE key_hash = ? OR previous_hash = ?"
                 " ORDER BY key_hash = ? DESC LIMIT 1",
@@ -218,7 +189,7 @@ class SqliteKeyStore:
             params.extend(_parse_key_cursor(cursor))
         sql = (f"SELECT record, last_used_us, created_us, id FROM keys WHERE {' AND '.join(where)}"  # noqa: S608
                " ORDER BY created_us, id LIMIT ?")
-        rows = await self._run(lambda conn: conn.execute(sql, [*params, limit + 1]).fetchall())
+        rows = await self._file.run(lambda conn: conn.execute(sql, [*params, limit + 1]).fetchall())
         page = rows[:limit]
         next_cursor = _key_cursor(page[-1][2], page[-1][3]) if len(rows) > limit else None
         return [_row_record(r[0], r[1]) for r in page], next_cursor
@@ -239,16 +210,16 @@ class SqliteKeyStore:
             if cur.rowcount == 0:
                 raise KeyError(record.id)
 
-        await self._run(lambda conn: _write(conn, replace))
+        await self._file.run(lambda conn: _write(conn, replace))
 
     async def touch(self, key_id: str, at: datetime) -> None:
         micros = _micros(at)
-        await self._run(lambda conn: conn.execute(
+        await self._file.run(lambda conn: conn.execute(
             "UPDATE keys SET last_used_us = max(coalesce(last_used_us, ?), ?) WHERE id = ?", (micros, micros, key_id)
         ))
 
     async def append_audit(self, entry: AuditEntry) -> None:
-        await self._run(lambda conn: conn.execute(
+        await self._file.run(lambda conn: conn.execute(
             "INSERT INTO audit (team, key_id, entry) VALUES (?, ?, ?)",
             (entry.team, entry.key_id, entry.model_dump_json()),
         ))
@@ -270,7 +241,7 @@ class SqliteKeyStore:
             where.append("seq < ?")
             params.append(_sqlite_int(cursor))
         sql = f"SELECT seq, entry FROM audit WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?"  # noqa: S608
-        rows = await self._run(lambda conn: conn.execute(sql, [*params, limit + 1]).fetchall())
+        rows = await self._file.run(lambda conn: conn.execute(sql, [*params, limit + 1]).fetchall())
         page = rows[:limit]
         next_cursor = str(page[-1][0]) if len(rows) > limit else None
         return [AuditEntry.model_validate_json(r[1]) for r in page], next_cursor
@@ -291,20 +262,13 @@ class SqliteKeyStore:
 
     async def ping(self) -> bool:
         try:
-            return bool(await self._run(lambda conn: conn.execute("SELECT 1").fetchone()))
+            return bool(await self._file.run(lambda conn: conn.execute("SELECT 1").fetchone()))
         except (sqlite3.Error, RuntimeError):
             return False
 
     async def close(self) -> None:
-        if self._closed:
+        if self._file.closed:
             return
-        self._closed = True
         for queue in self._subscribers:
             queue.put_nowait(None)
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_in_thread)
-        self._executor.shutdown(wait=False)
-
-    def _close_in_thread(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        await self._file.close()

@@ -9,15 +9,13 @@ sees it.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from gateway.limits.types import LedgerRow
+from gateway.sqlite_file import SqliteFile
 
 T = TypeVar("T")
 
@@ -60,21 +58,6 @@ class SpendRecord:
     saved_micros: int
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise RuntimeError(f"{path} has spend schema {version}; this gateway knows up to {SCHEMA_VERSION}")
-    conn.executescript(_SCHEMA)
-    if version < SCHEMA_VERSION:
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    return conn
-
-
 def _record(conn: sqlite3.Connection, r: SpendRecord) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -102,42 +85,30 @@ class SqliteSpend:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spend-sqlite")
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
+        self._file = SqliteFile(path, schema=_SCHEMA, version=SCHEMA_VERSION, what="spend")
 
     @classmethod
     async def open(cls, path: Path) -> SqliteSpend:
         spend = cls(path)
-        await spend._run(lambda conn: None)
+        await spend._file.run(lambda conn: None)
         return spend
 
     @classmethod
     async def in_dir(cls, data_dir: Path) -> SqliteSpend:
         return await cls.open(data_dir / FILENAME)
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise RuntimeError("the spend store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._in_thread, fn)
-
-    def _in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:
-            self._conn = _connect(self.path)
-        return fn(self._conn)
-
     async def spent_micros(self, key_id: str, period_id: str) -> int:
-        row = await self._run(lambda conn: conn.execute(
+        row = await self._file.run(lambda conn: conn.execute(
             "SELECT spent_micros FROM budget_spent WHERE key_id = ? AND period_id = ?", (key_id, period_id)
         ).fetchone())
         return int(row[0]) if row else 0
 
     async def record(self, record: SpendRecord) -> None:
         """Add one settled request to the ledger and, with a period, to that budget bucket (one transaction)."""
-        await self._run(lambda conn: _record(conn, record))
+        await self._file.run(lambda conn: _record(conn, record))
 
     async def ledger(self, key_id: str) -> list[LedgerRow]:
-        rows = await self._run(lambda conn: conn.execute(
+        rows = await self._file.run(lambda conn: conn.execute(
             "SELECT day, model, requests, input_tokens, output_tokens, cost_micros, saved_micros FROM ledger"
             " WHERE key_id = ? ORDER BY day, model", (key_id,)
         ).fetchall())
@@ -146,13 +117,4 @@ class SqliteSpend:
                 for day, model, requests, inp, out, cost, saved in rows]
 
     async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close_in_thread)
-        self._executor.shutdown(wait=False)
-
-    def _close_in_thread(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        await self._file.close()
