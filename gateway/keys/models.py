@@ -28,6 +28,15 @@ def _as_utc(value: datetime | None) -> datetime | None:
     return value
 
 
+class ModelLimits(BaseModel):
+    """Limits of a key for one model alias, on top of (never instead of) the key-wide ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rpm: Annotated[int, Field(ge=1)] | None = None
+    tpm: Annotated[int, Field(ge=1)] | None = None
+
+
 class KeyLimits(BaseModel):
     """Fields an operator may set at creation and change later (PATCH)."""
 
@@ -43,6 +52,9 @@ class KeyLimits(BaseModel):
     max_parallel: Annotated[int, Field(ge=1)] | None = None
     budget_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     budget_period: BudgetPeriod | None = None
+    #: Per model alias: {"gpt-4o": {"rpm": 10, "tpm": 20000}}.
+    model_limits: dict[Annotated[str, Field(min_length=1, max_length=256)], ModelLimits] = Field(
+        default_factory=dict)
     expires_at: datetime | None = None
     enabled: bool = True
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -68,6 +80,7 @@ class KeyUpdate(BaseModel):
     max_parallel: Annotated[int, Field(ge=1)] | None = None
     budget_usd: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     budget_period: BudgetPeriod | None = None
+    model_limits: dict[Annotated[str, Field(min_length=1, max_length=256)], ModelLimits] | None = None
     expires_at: datetime | None = None
     enabled: bool | None = None
     metadata: dict[str, Any] | None = None
@@ -77,7 +90,7 @@ class KeyUpdate(BaseModel):
     @model_validator(mode="after")
     def _required_stay_set(self) -> KeyUpdate:
         # null clears optional fields (alias, team, limits, expiry); these four always have a value.
-        for name in ("role", "enabled", "metadata", "allowed_models"):
+        for name in ("role", "enabled", "metadata", "allowed_models", "model_limits"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self

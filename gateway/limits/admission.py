@@ -56,10 +56,11 @@ class BackgroundWork:
             await asyncio.wait(set(self._tasks), timeout=within)
 
 
-def quota_for(principal: Principal, defaults: LimitSettings) -> Quota | None:
+def quota_for(principal: Principal, defaults: LimitSettings, alias: str) -> Quota | None:
     record = principal.record
     if record is None:
         return None  # the master key has no limits
+    per_model = record.model_limits.get(alias)
     quota = Quota(
         key_id=record.id,
         rpm=record.rpm if record.rpm is not None else defaults.default_rpm,
@@ -67,6 +68,9 @@ def quota_for(principal: Principal, defaults: LimitSettings) -> Quota | None:
         max_parallel=record.max_parallel if record.max_parallel is not None else defaults.default_max_parallel,
         budget_usd=record.budget_usd,
         budget_period=record.budget_period or ("total" if record.budget_usd is not None else None),
+        model=alias if per_model else None,
+        model_rpm=per_model.rpm if per_model else None,
+        model_tpm=per_model.tpm if per_model else None,
     )
     return None if quota.unlimited else quota
 
@@ -75,8 +79,9 @@ def refusal(decision: Decision, headers: dict[str, str]) -> RateLimited:
     if decision.reason == "budget":
         return QuotaExceeded("this key's budget is exhausted for the current period",
                              retry_after=decision.retry_after, headers=headers)
-    what = {"rpm": "requests per minute", "tpm": "tokens per minute",
-            "parallel": "concurrent requests"}.get(decision.reason or "", "a limit")
+    what = {"rpm": "requests per minute", "tpm": "tokens per minute", "parallel": "concurrent requests",
+            "model_rpm": "requests per minute for this model", "model_tpm": "tokens per minute for this model",
+            }.get(decision.reason or "", "a limit")
     return RateLimited(f"rate limit reached for {what} on this key", retry_after=decision.retry_after,
                        headers=headers)
 
@@ -102,11 +107,11 @@ class Admission:
 
     async def admit(self, principal: Principal, request_id: str, operation: Operation, body: dict[str, Any],
                     alias: str, router: Router) -> Reservation | None:
-        quota = quota_for(principal, router.config.limit_settings)
+        quota = quota_for(principal, router.config.limit_settings, alias)
         if quota is None:
             return None
         tokens, cost, prompt = 0, 0.0, 0
-        if quota.tpm is not None or quota.budget_usd is not None:
+        if quota.tpm is not None or quota.model_tpm is not None or quota.budget_usd is not None:
             deployments = router.deployments_in_chain(alias)
             prompt, completion = estimate_tokens(operation, body, deployments[0].litellm_model,
                                                  router.config.limit_settings.default_completion_tokens)

@@ -1,6 +1,6 @@
 """The in-process Limiter: the embedded default (one host) and the fallback while Redis is down.
-It is also the reference spelling of the semantics that ``limits_admit_v1.lua`` and
-``limits_settle_v1.lua`` implement for Redis; a congruence test replays random operations on both.
+It is also the reference spelling of the semantics that ``limits_admit_v2.lua`` and
+``limits_settle_v2.lua`` implement for Redis; a congruence test replays random operations on both.
 
 Decisions (``admit``), each window being (now - 60 s, now]:
 
@@ -12,10 +12,19 @@ Decisions (``admit``), each window being (now - 60 s, now]:
   retry_after = PARALLEL_RETRY_SECONDS, a hint (slots free when requests end).
 - budget: refused when spent + reserved + the ask exceed the period's budget (integer micro-dollars);
   retry_after = seconds until the period resets; None for ``total`` or an ask above the whole budget.
+- model_rpm, model_tpm: when the quota names a ``model`` (alias) with ``model_rpm``/``model_tpm``, the
+  same rules as rpm/tpm over a window of that key's requests to that alias only, on top of the
+  key-wide limits, decided in the same section: an ask passes only if both scopes pass, and is then
+  taken in both (a refusal by either scope takes nothing from the other). Cache hits count in
+  model_rpm as in rpm; settle replaces the estimate by the real tokens in model_tpm as in tpm.
+  Without a model or without model limits no model window is touched.
 - With several refusing, reason names the one that passes last (a None beats any time), the earlier
   in that order on a tie, and retry_after is its value. A limit of 0 never passes (None).
 - Headers on every decision, after it: remaining = limit - count (never below 0); reset = seconds until
   the oldest entry leaves the window, 0 when empty; budget_remaining_usd likewise never below 0.
+  The request fields report rpm when the key has one, else model_rpm (the model scope's count and
+  reset) when the quota has one; the token fields likewise report tpm, else model_tpm.
+  ``usage`` is key-wide only.
 
 Every decision is a synchronous section with no await inside, so concurrent requests on the event
 loop are decided one at a time, exactly. The only await is loading budget buckets' spent from
@@ -91,35 +100,23 @@ class _Bucket:
 
 
 @dataclass
-class _KeyState:
+class _Windows:
+    """The RPM and TPM windows of one scope: a key, or one model alias within a key."""
+
     #: Admission times in the RPM window, sorted.
     requests: list[float] = field(default_factory=list)
     #: (admitted at, reservation id) in the TPM window, sorted; tokens per reservation; their sum.
     token_log: list[tuple[float, str]] = field(default_factory=list)
     tokens: dict[str, tuple[float, int]] = field(default_factory=dict)
     token_total: int = 0
-    #: In-flight reservations in admission order (so, for one clock, in expiry order).
-    leases: dict[str, _Lease] = field(default_factory=dict)
-    buckets: dict[str, _Bucket] = field(default_factory=dict)
-    #: Settled reservation ids -> when, in settle order; kept for SETTLED_SECONDS.
-    settled: dict[str, float] = field(default_factory=dict)
 
-    def trim(self, now: float, period_id: str) -> None:
+    def trim_windows(self, now: float) -> None:
         cutoff = now - WINDOW_SECONDS
         del self.requests[:bisect_right(self.requests, cutoff)]
         gone = bisect_right(self.token_log, cutoff, key=lambda entry: entry[0])
         for at, rid in self.token_log[:gone]:
             self.token_total -= self.tokens.pop(rid, (at, 0))[1]
         del self.token_log[:gone]
-        while self.leases:
-            rid, lease = next(iter(self.leases.items()))
-            if lease.expires > now:
-                break
-            # A dead gateway's lease: its slot and (in this period) its budget come back.
-            del self.leases[rid]
-            bucket = self.buckets.get(period_id)
-            if lease.period_id == period_id and bucket is not None:
-                bucket.reserved -= lease.micros
 
     def requests_reset(self, now: float, rank: int = 0) -> float:
         return self.requests[rank] + WINDOW_SECONDS - now if self.requests else 0.0
@@ -134,6 +131,62 @@ class _KeyState:
             if freed >= excess:
                 return at + WINDOW_SECONDS - now
         return WINDOW_SECONDS
+
+    def check(self, failed: list[tuple[LimitReason, float | None]], names: tuple[LimitReason, LimitReason],
+              rpm: int | None, tpm: int | None, ask: Ask, now: float) -> None:
+        """Append this scope's refusals (rpm then tpm) to ``failed``."""
+        if rpm is not None and len(self.requests) + 1 > rpm:
+            failed.append((names[0], self.requests_reset(now, len(self.requests) - rpm) if rpm > 0 else None))
+        if not ask.cache_hit and tpm is not None and self.token_total + ask.tokens > tpm:
+            excess = self.token_total + ask.tokens - tpm
+            failed.append((names[1], self.tokens_free_in(now, excess) if ask.tokens <= tpm else None))
+
+    def take(self, rpm: int | None, tpm: int | None, ask: Ask, now: float) -> None:
+        if rpm is not None:
+            insort(self.requests, now)
+        if tpm is not None and not ask.cache_hit:
+            insort(self.token_log, (now, ask.reservation_id), key=lambda entry: entry[0])
+            self.tokens[ask.reservation_id] = (now, ask.tokens)
+            self.token_total += ask.tokens
+
+    def replace_tokens(self, rid: str, real: int, now: float) -> None:
+        """Real tokens replace the estimate at the admit's timestamp, larger or smaller."""
+        entry = self.tokens.get(rid)
+        if entry is not None and entry[0] > now - WINDOW_SECONDS:
+            self.token_total += real - entry[1]
+            self.tokens[rid] = (entry[0], real)
+
+
+@dataclass
+class _KeyState(_Windows):
+    #: In-flight reservations in admission order (so, for one clock, in expiry order).
+    leases: dict[str, _Lease] = field(default_factory=dict)
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    #: Settled reservation ids -> when, in settle order; kept for SETTLED_SECONDS.
+    settled: dict[str, float] = field(default_factory=dict)
+    #: Model alias -> its windows (only aliases with model limits).
+    models: dict[str, _Windows] = field(default_factory=dict)
+
+    def model(self, quota: Quota) -> _Windows | None:
+        """The model scope's windows, or None when the quota has no model limits."""
+        if quota.model is None or (quota.model_rpm is None and quota.model_tpm is None):
+            return None
+        windows = self.models.get(quota.model)
+        if windows is None:
+            windows = self.models[quota.model] = _Windows()
+        return windows
+
+    def trim(self, now: float, period_id: str) -> None:
+        self.trim_windows(now)
+        while self.leases:
+            rid, lease = next(iter(self.leases.items()))
+            if lease.expires > now:
+                break
+            # A dead gateway's lease: its slot and (in this period) its budget come back.
+            del self.leases[rid]
+            bucket = self.buckets.get(period_id)
+            if lease.period_id == period_id and bucket is not None:
+                bucket.reserved -= lease.micros
 
 
 class LocalLimiter:
@@ -182,35 +235,40 @@ class LocalLimiter:
         state = await self._load_buckets(quota.key_id, *([period_id] if budget is not None else []))
         # From here to the return: no await, so this decision cannot interleave with another.
         state.trim(now, period_id)
+        model = state.model(quota)
+        if model is not None:
+            model.trim_windows(now)
         bucket = state.buckets[period_id] if budget is not None else None
         committed = 0 if bucket is None else bucket.spent + bucket.reserved
         work = not ask.cache_hit
         failed: list[tuple[LimitReason, float | None]] = []
-        if quota.rpm is not None and len(state.requests) + 1 > quota.rpm:
-            failed.append(("rpm", state.requests_reset(now, len(state.requests) - quota.rpm)
-                           if quota.rpm > 0 else None))
-        if work and quota.tpm is not None and state.token_total + ask.tokens > quota.tpm:
-            excess = state.token_total + ask.tokens - quota.tpm
-            failed.append(("tpm", state.tokens_free_in(now, excess) if ask.tokens <= quota.tpm else None))
+        state.check(failed, ("rpm", "tpm"), quota.rpm, quota.tpm, ask, now)
         if work and quota.max_parallel is not None and len(state.leases) + 1 > quota.max_parallel:
             failed.append(("parallel", PARALLEL_RETRY_SECONDS if quota.max_parallel > 0 else None))
         ask_micros = to_micros(ask.cost_usd)
         if work and budget is not None and committed + ask_micros > budget:
             failed.append(("budget", resets_at - now if resets_at is not None and ask_micros <= budget else None))
+        if model is not None:
+            model.check(failed, ("model_rpm", "model_tpm"), quota.model_rpm, quota.model_tpm, ask, now)
         reason: LimitReason | None = None
         retry: float | None = None
         if failed:
             reason, retry = _binding(failed)
         else:
             self._take(state, quota, ask, now, period_id, bucket, ask_micros)
+            if model is not None:
+                model.take(quota.model_rpm, quota.model_tpm, ask, now)
+        # Headers: the key-wide windows, else (a key with model limits only) the model's.
+        rpm, requests = (quota.rpm, state) if quota.rpm is not None or model is None else (quota.model_rpm, model)
+        tpm, tokens = (quota.tpm, state) if quota.tpm is not None or model is None else (quota.model_tpm, model)
         return Decision(
             allowed=not failed, reason=reason, retry_after=retry,
-            limit_requests=quota.rpm,
-            remaining_requests=None if quota.rpm is None else max(quota.rpm - len(state.requests), 0),
-            reset_requests=None if quota.rpm is None else state.requests_reset(now),
-            limit_tokens=quota.tpm,
-            remaining_tokens=None if quota.tpm is None else max(quota.tpm - state.token_total, 0),
-            reset_tokens=None if quota.tpm is None else state.tokens_reset(now),
+            limit_requests=rpm,
+            remaining_requests=None if rpm is None else max(rpm - len(requests.requests), 0),
+            reset_requests=None if rpm is None else requests.requests_reset(now),
+            limit_tokens=tpm,
+            remaining_tokens=None if tpm is None else max(tpm - tokens.token_total, 0),
+            reset_tokens=None if tpm is None else tokens.tokens_reset(now),
             budget_remaining_usd=None if budget is None or bucket is None
             else max(budget - bucket.spent - bucket.reserved, 0) / 1_000_000,
         )
@@ -219,14 +277,9 @@ class LocalLimiter:
     def _take(state: _KeyState, quota: Quota, ask: Ask, now: float, period_id: str, bucket: _Bucket | None,
               ask_micros: int) -> None:
         rid = ask.reservation_id
-        if quota.rpm is not None:
-            insort(state.requests, now)
+        state.take(quota.rpm, quota.tpm, ask, now)
         if ask.cache_hit:
             return
-        if quota.tpm is not None:
-            insort(state.token_log, (now, rid), key=lambda entry: entry[0])
-            state.tokens[rid] = (now, ask.tokens)
-            state.token_total += ask.tokens
         if bucket is not None:
             state.leases[rid] = _Lease(now + LEASE_SECONDS, ask_micros, period_id)
             bucket.reserved += ask_micros
@@ -280,12 +333,12 @@ class LocalLimiter:
 
     @staticmethod
     def _release(state: _KeyState, quota: Quota, rid: str, spend: Spend, now: float, held_in: str | None) -> None:
-        entry = state.tokens.get(rid)
-        if quota.tpm is not None and entry is not None and entry[0] > now - WINDOW_SECONDS:
-            # Real tokens replace the estimate at the admit's timestamp, larger or smaller.
-            real = spend.input_tokens + spend.output_tokens
-            state.token_total += real - entry[1]
-            state.tokens[rid] = (entry[0], real)
+        real = spend.input_tokens + spend.output_tokens
+        if quota.tpm is not None:
+            state.replace_tokens(rid, real, now)
+        model = state.models.get(quota.model) if quota.model is not None and quota.model_tpm is not None else None
+        if model is not None:
+            model.replace_tokens(rid, real, now)
         lease = state.leases.pop(rid, None)
         if lease is not None and held_in is not None:
             state.buckets[held_in].reserved -= lease.micros

@@ -1,6 +1,7 @@
 """The production Limiter: Redis, shared by every replica, so a limit holds once in total, not once
-per replica. Each decision is one Lua script (``limits_admit_v1.lua``, ``limits_settle_v1.lua``
-beside this file) run atomically by Redis, with the caller's ``now`` as the clock; the semantics
+per replica. Each decision is one Lua script (``limits_admit_v2.lua``, ``limits_settle_v2.lua``
+beside this file; the version is in the name, so during a rolling deploy an old gateway never runs
+its script against a new layout) run atomically by Redis, with the caller's ``now`` as the clock; the semantics
 are spelled out in ``local_limiter.py``, and the two agree decision for decision.
 
 Layout, for ``prefix="gw"`` and key id ``<id>``; every key shares the hash tag ``{k:<id>}``, so one
@@ -19,6 +20,10 @@ script touches one cluster slot::
                                          requests, input_tokens, output_tokens, cost_micros,
                                          saved_micros; kept
     gw:{k:<id>}:ledger:days      ZSET    every ledger day (score 0, lexicographic = chronological)
+    gw:{k:<id>}:m:<alias>:rpm, :m:<alias>:tpm, :m:<alias>:tpm:tokens, :m:<alias>:tpm:total
+                                         as rpm/tpm above, for the key's requests to one model alias
+                                         (only aliases with model limits; under the key's hash tag,
+                                         so admit still touches one slot)
 
 Window keys expire a second after their window; leases and reserved never expire by TTL, since a
 dead gateway's reserved budget comes back only when an admit drops its lease. Money is integer
@@ -50,7 +55,8 @@ from gateway.limits.types import (
 #: How long a budget bucket outlives its period: longer than a lease, so a late settle still finds it.
 BUCKET_GRACE_SECONDS = 86_400
 _LEDGER_FIELDS = ("requests", "input_tokens", "output_tokens", "cost_micros", "saved_micros")
-_REASONS: dict[str, LimitReason] = {"rpm": "rpm", "tpm": "tpm", "parallel": "parallel", "budget": "budget"}
+_REASONS: dict[str, LimitReason] = {"rpm": "rpm", "tpm": "tpm", "parallel": "parallel", "budget": "budget",
+                                    "model_rpm": "model_rpm", "model_tpm": "model_tpm"}
 
 
 def _lua(name: str) -> str:
@@ -84,8 +90,8 @@ class RedisLimiter:
     def __init__(self, client: aioredis.Redis, prefix: str = "gw") -> None:
         self._client = client
         self.prefix = prefix
-        self._admit = client.register_script(_lua("limits_admit_v1.lua"))
-        self._settle = client.register_script(_lua("limits_settle_v1.lua"))
+        self._admit = client.register_script(_lua("limits_admit_v2.lua"))
+        self._settle = client.register_script(_lua("limits_settle_v2.lua"))
 
     def _key(self, key_id: str, suffix: str) -> str:
         return f"{self.prefix}:{{k:{key_id}}}:{suffix}"
@@ -93,18 +99,30 @@ class RedisLimiter:
     def _window_keys(self, key_id: str) -> list[str]:
         return [self._key(key_id, s) for s in ("rpm", "tpm", "tpm:tokens", "tpm:total", "leases", "reserved")]
 
+    @staticmethod
+    def _has_model_limits(quota: Quota) -> bool:
+        return quota.model is not None and (quota.model_rpm is not None or quota.model_tpm is not None)
+
+    def _model_keys(self, quota: Quota) -> list[str]:
+        """The model alias's rpm ZSET, tpm ZSET, tpm HASH and tpm STRING."""
+        return [self._key(quota.key_id, f"m:{quota.model}:{s}") for s in ("rpm", "tpm", "tpm:tokens", "tpm:total")]
+
     async def admit(self, quota: Quota, ask: Ask, now: float) -> Decision:
         check_ask(ask)
         if quota.unlimited:
             return Decision(allowed=True)
         period_id, resets_at = period_bounds(period_of(quota), now)
         budget = None if quota.budget_usd is None else to_micros(quota.budget_usd)
+        model = self._has_model_limits(quota)
+        model_rpm = quota.model_rpm if model else None
+        model_tpm = quota.model_tpm if model else None
         result = await self._admit(
-            keys=[*self._window_keys(quota.key_id), self._key(quota.key_id, f"budget:{period_id}")],
+            keys=[*self._window_keys(quota.key_id), self._key(quota.key_id, f"budget:{period_id}"),
+                  *(self._model_keys(quota) if model else [])],
             args=[now, ask.reservation_id, _arg(quota.rpm), _arg(quota.tpm), _arg(quota.max_parallel),
                   _arg(budget), period_id, "" if resets_at is None else resets_at - now, ask.tokens,
                   to_micros(ask.cost_usd), int(ask.cache_hit), WINDOW_SECONDS, LEASE_SECONDS,
-                  BUCKET_GRACE_SECONDS, PARALLEL_RETRY_SECONDS],
+                  BUCKET_GRACE_SECONDS, PARALLEL_RETRY_SECONDS, _arg(model_rpm), _arg(model_tpm)],
         )
         allowed, reason, retry, left_req, reset_req, left_tok, reset_tok, left_budget = (_text(v) for v in result)
         budget_left = _int(left_budget)
@@ -112,10 +130,11 @@ class RedisLimiter:
             allowed=allowed == "1",
             reason=_REASONS[reason] if reason else None,
             retry_after=_float(retry),
-            limit_requests=quota.rpm,
+            # The key-wide limits, else (a key with model limits only) the model's; as the script.
+            limit_requests=quota.rpm if quota.rpm is not None else model_rpm,
             remaining_requests=_int(left_req),
             reset_requests=_float(reset_req),
-            limit_tokens=quota.tpm,
+            limit_tokens=quota.tpm if quota.tpm is not None else model_tpm,
             remaining_tokens=_int(left_tok),
             reset_tokens=_float(reset_tok),
             budget_remaining_usd=None if budget_left is None else budget_left / 1_000_000,
@@ -129,16 +148,18 @@ class RedisLimiter:
         previous_id, previous_resets_at = period_bounds(period, now - LEASE_SECONDS)
         key_id = quota.key_id
         day = utc_day(now)
+        model_tpm = self._has_model_limits(quota) and quota.model_tpm is not None
         await self._settle(
             keys=[self._key(key_id, "settled"), *self._window_keys(key_id)[1:],
                   self._key(key_id, f"budget:{period_id}"), self._key(key_id, f"budget:{previous_id}"),
-                  self._key(key_id, f"ledger:{day}"), self._key(key_id, "ledger:days")],
+                  self._key(key_id, f"ledger:{day}"), self._key(key_id, "ledger:days"),
+                  *(self._model_keys(quota)[1:] if model_tpm else [])],
             args=[now, ask.reservation_id, int(quota.tpm is not None),
                   int(quota.max_parallel is not None or quota.budget_usd is not None),
                   int(quota.budget_usd is not None), int(ask.cache_hit),
                   period_id, self._bucket_ttl(resets_at, now), previous_id, self._bucket_ttl(previous_resets_at, now),
                   spend.model, spend.input_tokens, spend.output_tokens, to_micros(spend.cost_usd),
-                  to_micros(spend.saved_usd), day, WINDOW_SECONDS, SETTLED_SECONDS],
+                  to_micros(spend.saved_usd), day, WINDOW_SECONDS, SETTLED_SECONDS, int(model_tpm)],
         )
 
     @staticmethod

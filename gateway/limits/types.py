@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
-LimitReason = Literal["rpm", "tpm", "parallel", "budget"]
+LimitReason = Literal["rpm", "tpm", "parallel", "budget", "model_rpm", "model_tpm"]
 
 WINDOW_SECONDS = 60.0
 #: A concurrency slot not settled within this long is presumed lost (its gateway died) and freed.
@@ -30,11 +30,16 @@ class Quota:
     max_parallel: int | None = None
     budget_usd: float | None = None
     budget_period: BudgetPeriod | None = None
+    #: The model alias of this request, with the key's own rpm/tpm for that alias (``model_limits``
+    #: on the key). Checked and taken in the same atomic decision as the key-wide limits.
+    model: str | None = None
+    model_rpm: int | None = None
+    model_tpm: int | None = None
 
     @property
     def unlimited(self) -> bool:
         return (self.rpm is None and self.tpm is None and self.max_parallel is None
-                and self.budget_usd is None)
+                and self.budget_usd is None and self.model_rpm is None and self.model_tpm is None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -393,3 +394,126 @@ async def test_invalid_asks_are_refused_loudly(limiter: Limiter) -> None:
         await limiter.admit(quota(rpm=1), Ask(reservation_id="", tokens=1, cost_usd=0.0), T0)
     with pytest.raises(ValueError, match="invalid ask"):
         await limiter.admit(quota(rpm=1), Ask(reservation_id="r", tokens=-1, cost_usd=0.0), T0)
+
+
+# Per-model limits: a key's rpm/tpm for one alias, on top of the key-wide ones, in the same decision.
+
+
+def for_model(q: Quota, alias: str | None, **limits: Any) -> Quota:
+    """The same key, asked for another alias (with that alias's model limits, if any)."""
+    return replace(q, model=alias, model_rpm=limits.get("model_rpm"), model_tpm=limits.get("model_tpm"))
+
+
+async def test_model_rpm_allows_exactly_n_for_that_alias_only(limiter: Limiter) -> None:
+    a = quota(model="a", model_rpm=2)
+    b = for_model(a, "b")
+    assert await admitted(limiter, a, ask(), T0)
+    assert await admitted(limiter, a, ask(), T0 + 10)
+    refused = await limiter.admit(a, ask(), T0 + 20)
+    assert (refused.allowed, refused.reason, refused.retry_after) == (False, "model_rpm", pytest.approx(40))
+    # The key has no key-wide rpm: the headers report the model scope.
+    assert (refused.limit_requests, refused.remaining_requests, refused.reset_requests) == (
+        2, 0, pytest.approx(40))
+    for i in range(10):
+        assert await admitted(limiter, b, ask(), T0 + 21 + i)
+    assert await admitted(limiter, a, ask(), T0 + 60)  # the first left the model window
+    assert not await admitted(limiter, a, ask(), T0 + 61)
+    zero = await limiter.admit(quota(model="a", model_rpm=0), ask(), T0)
+    assert (zero.allowed, zero.reason, zero.retry_after) == (False, "model_rpm", None)
+
+
+async def test_key_rpm_still_binds_across_aliases(limiter: Limiter) -> None:
+    a = quota(rpm=3, model="a", model_rpm=10)
+    b = for_model(a, "b")
+    assert await admitted(limiter, a, ask(), T0)
+    assert await admitted(limiter, b, ask(), T0 + 1)
+    first = await limiter.admit(a, ask(), T0 + 2)
+    # The key has a key-wide rpm: the headers report it, not the model's.
+    assert (first.allowed, first.limit_requests, first.remaining_requests) == (True, 3, 0)
+    for q in (a, b):
+        refused = await limiter.admit(q, ask(), T0 + 3)
+        assert (refused.reason, refused.retry_after) == ("rpm", pytest.approx(57))
+    assert (await limiter.usage(a, T0 + 3)).requests == 3
+
+
+async def test_a_model_refusal_takes_nothing_from_the_key_and_vice_versa(limiter: Limiter) -> None:
+    a = quota(rpm=3, tpm=1000, model="a", model_rpm=1, model_tpm=500)
+    b = for_model(a, "b")
+    assert await admitted(limiter, a, ask(100), T0)
+    for _ in range(3):
+        refused = await limiter.admit(a, ask(100), T0 + 1)
+        assert (refused.allowed, refused.reason) == (False, "model_rpm")
+    usage = await limiter.usage(a, T0 + 1)
+    assert (usage.requests, usage.tokens) == (1, 100)
+    # The key scope still has exactly two requests for other aliases.
+    assert await admitted(limiter, b, ask(100), T0 + 2)
+    assert await admitted(limiter, b, ask(100), T0 + 3)
+    refused = await limiter.admit(b, ask(), T0 + 4)
+    assert refused.reason == "rpm"
+    # Vice versa: a key-wide refusal of alias a took nothing from a's model window.
+    c = quota(rpm=1, model="a", model_rpm=5)
+    assert await admitted(limiter, for_model(c, "b"), ask(), T0)
+    assert (await limiter.admit(c, ask(), T0 + 1)).reason == "rpm"
+    assert (await limiter.admit(c, ask(), T0 + 2)).reason == "rpm"
+    # 60 s later the key's window is empty and a's model window had nothing taken: five pass.
+    for i in range(5):
+        assert await admitted(limiter, replace(c, rpm=None), ask(), T0 + 61 + i)
+    assert (await limiter.admit(replace(c, rpm=None), ask(), T0 + 66)).reason == "model_rpm"
+
+
+async def test_model_tpm_settle_replaces_the_estimate(limiter: Limiter) -> None:
+    a = quota(tpm=10_000, model="a", model_tpm=1000)
+    b = for_model(a, "b")
+    first = ask(600)
+    assert await admitted(limiter, a, first, T0)
+    refused = await limiter.admit(a, ask(600), T0 + 1)
+    assert (refused.reason, refused.retry_after) == ("model_tpm", pytest.approx(59))
+    assert (refused.limit_tokens, refused.remaining_tokens) == (10_000, 9_400)  # key-wide headers
+    assert await admitted(limiter, b, ask(5000), T0 + 1)  # another alias: the key's tpm only
+    await limiter.settle(a, first, spend(150, 50), T0 + 2)
+    assert (await limiter.usage(a, T0 + 2)).tokens == 5200
+    assert await admitted(limiter, a, ask(800), T0 + 3)
+    assert (await limiter.admit(a, ask(1), T0 + 4)).reason == "model_tpm"
+    # More than estimated counts in full in the model window too, at the admit's timestamp.
+    c = quota(model="a", model_tpm=1000)
+    second = ask(100)
+    assert await admitted(limiter, c, second, T0)
+    await limiter.settle(c, second, spend(500, 400), T0 + 5)
+    refused = await limiter.admit(c, ask(200), T0 + 10)
+    assert (refused.reason, refused.limit_tokens, refused.remaining_tokens, refused.reset_tokens) == (
+        "model_tpm", 1000, 100, pytest.approx(50))
+    assert await admitted(limiter, c, ask(1000), T0 + 60)
+    never = await limiter.admit(c, ask(1001), T0 + 200)
+    assert (never.reason, never.retry_after) == ("model_tpm", None)
+
+
+async def test_cache_hits_count_in_model_rpm_only(limiter: Limiter) -> None:
+    a = quota(model="a", model_rpm=2, model_tpm=100)
+    assert await admitted(limiter, a, ask(100, cache_hit=True), T0)
+    assert await admitted(limiter, a, ask(100), T0 + 1)  # the hit took no tokens
+    refused = await limiter.admit(a, ask(0, cache_hit=True), T0 + 2)
+    assert refused.reason == "model_rpm"
+
+
+async def test_binding_rule_spans_key_and_model_limits(limiter: Limiter) -> None:
+    a = quota(rpm=2, model="a", model_rpm=1, model_tpm=50)
+    assert await admitted(limiter, a, ask(10), T0)
+    assert await admitted(limiter, for_model(a, "b"), ask(), T0 + 30)
+    # rpm passes at T0+60, model_rpm at T0+60 too (a tie: rpm, checked first), model_tpm never.
+    tie = await limiter.admit(a, ask(10), T0 + 40)
+    assert (tie.reason, tie.retry_after) == ("rpm", pytest.approx(20))
+    never = await limiter.admit(a, ask(51), T0 + 40)
+    assert (never.reason, never.retry_after) == ("model_tpm", None)
+
+
+async def test_concurrent_admits_take_exactly_both_limits(limiter: Limiter) -> None:
+    a = quota(rpm=50, model="a", model_rpm=20)
+    b = for_model(a, "b")
+    decisions = await asyncio.gather(*(limiter.admit((a, b)[i % 2], ask(), T0 + i / 1000) for i in range(200)))
+    assert sum(d.allowed for d in decisions[0::2]) == 20
+    assert sum(d.allowed for d in decisions) == 50
+    only_a = quota(rpm=50, model="a", model_rpm=20)
+    decisions = await asyncio.gather(*(limiter.admit(only_a, ask(), T0 + i / 1000) for i in range(200)))
+    assert sum(d.allowed for d in decisions) == 20
+    assert {d.reason for d in decisions if not d.allowed} == {"model_rpm"}
+    assert (await limiter.usage(only_a, T0 + 1)).requests == 20

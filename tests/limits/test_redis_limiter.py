@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -90,4 +91,28 @@ async def test_total_budget_bucket_never_expires(redis_backend: Backend) -> None
 
 def test_scripts_carry_their_version_in_the_file_name() -> None:
     folder = Path(redis_limiter.__file__).parent
-    assert {p.name for p in folder.glob("limits_*.lua")} >= {"limits_admit_v1.lua", "limits_settle_v1.lua"}
+    # The KEYS/ARGV contract changed with model limits: v2, and v1 is gone.
+    assert {p.name for p in folder.glob("limits_*.lua")} == {"limits_admit_v2.lua", "limits_settle_v2.lua"}
+
+
+async def test_model_keys_are_in_the_key_slot_and_expire_with_their_window(redis_backend: Backend) -> None:
+    limiter = await redis_backend.open()
+    q = quota(rpm=10, model="gpt:x", model_rpm=5, model_tpm=1000)
+    a = ask(100)
+    assert await admitted(limiter, q, a, T0)
+    await limiter.settle(q, a, spend(10, 20), T0 + 1)
+    # Another alias of the key without model limits touches no model structure.
+    assert await admitted(limiter, replace(q, model="other", model_rpm=None, model_tpm=None), ask(100), T0 + 2)
+    client = aioredis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        names = sorted([key async for key in client.scan_iter(match=f"{redis_backend.location}:*")])
+        tag = f"{redis_backend.location}:{{k:{q.key_id}}}:"
+        ttls = {name.removeprefix(tag): await client.ttl(name) for name in names}
+        assert all(name.startswith(tag) for name in names), names
+        assert await client.hget(f"{tag}m:gpt:x:tpm:tokens", a.reservation_id) == "30"
+    finally:
+        await client.aclose()
+    model = {"m:gpt:x:rpm", "m:gpt:x:tpm", "m:gpt:x:tpm:tokens", "m:gpt:x:tpm:total"}
+    assert set(ttls) == {"rpm", "settled", "ledger:2024-03-13", "ledger:days"} | model
+    for window in model:
+        assert 0 < ttls[window] <= 61

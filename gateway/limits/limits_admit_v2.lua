@@ -1,4 +1,5 @@
--- limits_admit_v1: check every limit of one key and, only if all pass, take them all.
+-- limits_admit_v2: check every limit of one key (and of its model alias) and, only if all pass, take
+-- them all.
 -- Redis runs a script alone, so every replica sharing these keys sees one order of admits: a limit
 -- holds exactly, never "limit x replicas". Time is ARGV[1], never the Redis clock.
 --
@@ -7,10 +8,12 @@
 --   3 tpm HASH (reservation id -> tokens)           4 tpm STRING (tokens in the window)
 --   5 leases ZSET (reservation id -> lease expiry)  6 reserved HASH (reservation id -> "micros period")
 --   7 budget bucket HASH of the current period (spent, reserved; micro-dollars)
+--   8..11 only with model limits (ARGV[16] or ARGV[17] set): the model alias's rpm ZSET, tpm ZSET,
+--   tpm HASH and tpm STRING, as 1..4 but for this key's requests to that alias only
 -- ARGV: 1 now, 2 reservation id, 3 rpm, 4 tpm, 5 max_parallel, 6 budget micros ('' = no such limit),
 --       7 period id, 8 seconds until the period resets ('' = never), 9 ask tokens, 10 ask micros,
 --       11 cache hit ('1'/'0'), 12 window seconds, 13 lease seconds, 14 bucket grace seconds,
---       15 seconds to suggest when every concurrency slot is taken
+--       15 seconds to suggest when every concurrency slot is taken, 16 model rpm, 17 model tpm
 -- Returns strings ('' = none): allowed ('1'/'0'), reason, retry_after, remaining_requests,
 --   reset_requests, remaining_tokens, reset_tokens, budget remaining micros.
 
@@ -21,6 +24,7 @@ local period, until_reset = ARGV[7], tonumber(ARGV[8])
 local ask_tokens, ask_micros = tonumber(ARGV[9]), tonumber(ARGV[10])
 local cache_hit = ARGV[11] == '1'
 local window, lease, grace = tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
+local model_rpm, model_tpm = tonumber(ARGV[16]), tonumber(ARGV[17])
 local cutoff = now - window
 
 -- redis.call turns Lua numbers into strings with %.14g, which would round epoch seconds.
@@ -36,46 +40,47 @@ end
 
 local failed = {}  -- {reason, seconds until it could pass, or false for never}
 
--- RPM: an exact sliding log; the window is (now - window, now].
-local requests = 0
-if rpm then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', num(cutoff))
-  requests = redis.call('ZCARD', KEYS[1])
-  if requests + 1 > rpm then
-    -- Once the oldest (requests - rpm + 1) entries have left, one slot is free.
-    failed[#failed + 1] = {'rpm', rpm > 0 and leaves_in(KEYS[1], requests - rpm)}
+-- RPM: an exact sliding log; the window is (now - window, now]. Returns the count in the window.
+local function check_rpm(reason, limit, zset)
+  redis.call('ZREMRANGEBYSCORE', zset, '-inf', num(cutoff))
+  local count = redis.call('ZCARD', zset)
+  if count + 1 > limit then
+    -- Once the oldest (count - limit + 1) entries have left, one slot is free.
+    failed[#failed + 1] = {reason, limit > 0 and leaves_in(zset, count - limit)}
   end
+  return count
 end
 
--- TPM: tokens reserved (then settled) in the window, each at the time of its admit.
-local tokens = 0
-if tpm then
-  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', num(cutoff))
+-- TPM: tokens reserved (then settled) in the window, each at the time of its admit. Returns the
+-- tokens in the window.
+local function check_tpm(reason, limit, zset, hash, total)
+  local tokens = 0
+  local expired = redis.call('ZRANGEBYSCORE', zset, '-inf', num(cutoff))
   if #expired > 0 then
     local gone = 0
     for _, member in ipairs(expired) do
-      gone = gone + (tonumber(redis.call('HGET', KEYS[3], member)) or 0)
-      redis.call('HDEL', KEYS[3], member)
+      gone = gone + (tonumber(redis.call('HGET', hash, member)) or 0)
+      redis.call('HDEL', hash, member)
     end
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', num(cutoff))
-    redis.call('DECRBY', KEYS[4], int(gone))
+    redis.call('ZREMRANGEBYSCORE', zset, '-inf', num(cutoff))
+    redis.call('DECRBY', total, int(gone))
   end
-  if redis.call('ZCARD', KEYS[2]) == 0 then
+  if redis.call('ZCARD', zset) == 0 then
     -- Nothing in the window: the total is 0 whatever an expiry left behind.
-    redis.call('DEL', KEYS[3], KEYS[4])
+    redis.call('DEL', hash, total)
   else
-    tokens = tonumber(redis.call('GET', KEYS[4])) or 0
+    tokens = tonumber(redis.call('GET', total)) or 0
   end
-  if not cache_hit and tokens + ask_tokens > tpm then
+  if not cache_hit and tokens + ask_tokens > limit then
     local retry = false  -- an ask larger than the whole limit never passes
-    if ask_tokens <= tpm then
-      local excess, freed, rank = tokens + ask_tokens - tpm, 0, 0
+    if ask_tokens <= limit then
+      local excess, freed, rank = tokens + ask_tokens - limit, 0, 0
       retry = window
       repeat
-        local batch = redis.call('ZRANGE', KEYS[2], rank, rank + 99, 'WITHSCORES')
+        local batch = redis.call('ZRANGE', zset, rank, rank + 99, 'WITHSCORES')
         local found = false
         for i = 1, #batch, 2 do
-          freed = freed + (tonumber(redis.call('HGET', KEYS[3], batch[i])) or 0)
+          freed = freed + (tonumber(redis.call('HGET', hash, batch[i])) or 0)
           if freed >= excess then
             retry, found = tonumber(batch[i + 1]) + window - now, true
             break
@@ -84,9 +89,14 @@ if tpm then
         rank = rank + 100
       until found or #batch < 200
     end
-    failed[#failed + 1] = {'tpm', retry}
+    failed[#failed + 1] = {reason, retry}
   end
+  return tokens
 end
+
+local requests, tokens = 0, 0
+if rpm then requests = check_rpm('rpm', rpm, KEYS[1]) end
+if tpm then tokens = check_tpm('tpm', tpm, KEYS[2], KEYS[3], KEYS[4]) end
 
 -- Leases: in-flight reservations (for max_parallel, and to return a dead gateway's budget).
 local in_flight = 0
@@ -122,20 +132,41 @@ if budget then
   end
 end
 
+-- The model scope: the same windows over this key's requests to one alias, on top of the key's.
+local model_requests, model_tokens = 0, 0
+if model_rpm then model_requests = check_rpm('model_rpm', model_rpm, KEYS[8]) end
+if model_tpm then model_tokens = check_tpm('model_tpm', model_tpm, KEYS[9], KEYS[10], KEYS[11]) end
+
+local function take_request(zset)
+  redis.call('ZADD', zset, num(now), id)
+  redis.call('EXPIRE', zset, math.ceil(window) + 1)
+end
+
+local function take_tokens(zset, hash, total)
+  redis.call('ZADD', zset, num(now), id)
+  redis.call('HSET', hash, id, int(ask_tokens))
+  redis.call('INCRBY', total, int(ask_tokens))
+  for _, k in ipairs({zset, hash, total}) do redis.call('EXPIRE', k, math.ceil(window) + 1) end
+end
+
 local allowed, reason, retry = #failed == 0, '', ''
 if allowed then
   if rpm then
-    redis.call('ZADD', KEYS[1], num(now), id)
-    redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
+    take_request(KEYS[1])
     requests = requests + 1
+  end
+  if model_rpm then
+    take_request(KEYS[8])
+    model_requests = model_requests + 1
   end
   if not cache_hit then
     if tpm then
-      redis.call('ZADD', KEYS[2], num(now), id)
-      redis.call('HSET', KEYS[3], id, int(ask_tokens))
-      redis.call('INCRBY', KEYS[4], int(ask_tokens))
-      for i = 2, 4 do redis.call('EXPIRE', KEYS[i], math.ceil(window) + 1) end
+      take_tokens(KEYS[2], KEYS[3], KEYS[4])
       tokens = tokens + ask_tokens
+    end
+    if model_tpm then
+      take_tokens(KEYS[9], KEYS[10], KEYS[11])
+      model_tokens = model_tokens + ask_tokens
     end
     -- No expiry on leases: a dead lease must stay until an admit returns its reserved budget.
     if parallel or budget then redis.call('ZADD', KEYS[5], num(now + lease), id) end
@@ -158,13 +189,20 @@ else
 end
 
 local remaining_requests, reset_requests, remaining_tokens, reset_tokens, budget_left = '', '', '', '', ''
+-- The key-wide windows, else (a key with model limits only) the model's.
 if rpm then
   remaining_requests = int(math.max(rpm - requests, 0))
   reset_requests = num(leaves_in(KEYS[1], 0))
+elseif model_rpm then
+  remaining_requests = int(math.max(model_rpm - model_requests, 0))
+  reset_requests = num(leaves_in(KEYS[8], 0))
 end
 if tpm then
   remaining_tokens = int(math.max(tpm - tokens, 0))
   reset_tokens = num(leaves_in(KEYS[2], 0))
+elseif model_tpm then
+  remaining_tokens = int(math.max(model_tpm - model_tokens, 0))
+  reset_tokens = num(leaves_in(KEYS[9], 0))
 end
 if budget then budget_left = int(math.max(budget - spent - reserved, 0)) end
 
