@@ -18,7 +18,7 @@ from gateway.errors import ModelNotFound, PermissionDenied
 from gateway.limits.admission import Admission, Reservation
 from gateway.limits.types import Decision
 from gateway.routing.deployments import Deployment, Operation
-from gateway.routing.router import AttemptEvent, Router
+from gateway.routing.router import AttemptEvent, Routed, Router
 from gateway.routing.types import UpstreamCall, UpstreamStream, Usage
 from gateway.runtime import RoutingTable
 
@@ -57,10 +57,6 @@ class StreamResult:
                 yield frame
         finally:
             await self.close()
-
-    @property
-    def failed(self) -> bool:
-        return self._stream.error is not None
 
     async def close(self) -> None:
         on_close, self._on_close = self._on_close, None
@@ -131,15 +127,13 @@ class Pipeline:
         )
         if not stream:
             routed = await router.send(alias, call)
-            self._record(ctx, routed.deployment, routed.attempts, routed.upstream_seconds, routed.events)
+            self._record(ctx, routed)
             ctx.usage = routed.value.usage
             self._admission.settle(reservation, router, routed.deployment, ctx.usage)
             return JsonResult(routed.value.body)
         opened = await router.open_stream(alias, call)
-        self._record(ctx, opened.deployment, opened.attempts, opened.upstream_seconds, opened.events)
-        deployment = opened.deployment
-
-        stream_ = opened.value
+        self._record(ctx, opened)
+        upstream, deployment = opened.value, opened.deployment
 
         def finished() -> None:
             router.stream_finished(deployment, ctx.usage)
@@ -147,15 +141,15 @@ class Pipeline:
             if usage is None and reservation is not None:
                 # The client left before the usage chunk: charge the estimated prompt and what was
                 # relayed (about one token per chunk), never nothing.
-                usage = Usage(prompt_tokens=reservation.prompt_tokens, completion_tokens=max(0, stream_.relayed - 1))
+                usage = Usage(prompt_tokens=reservation.prompt_tokens,
+                              completion_tokens=max(0, upstream.relayed - 1))
             self._admission.settle(reservation, router, deployment, usage)
 
-        return StreamResult(ctx, opened.value, finished)
+        return StreamResult(ctx, upstream, finished)
 
     @staticmethod
-    def _record(ctx: RequestContext, deployment: Deployment, attempts: int, upstream_seconds: float,
-                events: list[AttemptEvent]) -> None:
-        ctx.deployment = deployment
-        ctx.attempts = attempts
-        ctx.upstream_seconds = upstream_seconds
-        ctx.events = events
+    def _record(ctx: RequestContext, routed: Routed[Any]) -> None:
+        ctx.deployment = routed.deployment
+        ctx.attempts = routed.attempts
+        ctx.upstream_seconds = routed.upstream_seconds
+        ctx.events = routed.events
