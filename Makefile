@@ -21,8 +21,11 @@ lint: install
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen mypy
 
-bench: install
+bench: install  ## load, engine-cost and limiter benchmarks (wrk from Debian)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(UV) run --frozen python bench/load.py
+	$(UV) run --frozen python bench/engine_cost.py
+	$(UV) run --frozen python bench/limiter.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .gateway-data
