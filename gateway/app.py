@@ -27,6 +27,7 @@ from gateway.config import RoutingConfig, demo_config, load_config
 from gateway.keys.admin import KeyAdmin
 from gateway.keys.authenticator import KeyAuthenticator
 from gateway.limits.admission import Admission, BackgroundWork
+from gateway.observability.observer import NullObserver
 from gateway.pipeline import Pipeline
 from gateway.routing.litellm_engine import LitellmEngine
 from gateway.routing.native import NativeEngine
@@ -107,6 +108,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = Services(
             settings=settings, table=table, pipeline=pipeline, master=master, keys=keys,
             key_store=stores.keys, key_admin=KeyAdmin(stores.keys, stores.limiter), abuse=abuse, source=source,
+            observer=NullObserver(),
         )
         if settings.config is not None:
             _install_sighup(table)

@@ -35,6 +35,16 @@ class RequestContext:
     events: list[AttemptEvent] = field(default_factory=list)
     usage: Usage | None = None
     decision: Decision | None = None
+    operation: Operation | None = None
+    stream: bool = False
+    #: perf_counter time the first frame of a stream was ready (time to first token).
+    first_frame_at: float | None = None
+    #: What the upstream usage cost, at the answering deployment's price.
+    cost_usd: float = 0.0
+    #: A stream that ended with an error event instead of [DONE].
+    stream_failed: bool = False
+    #: Set once the observer has been told about this request.
+    observed: bool = False
 
 
 @dataclass(slots=True)
@@ -66,6 +76,7 @@ class StreamResult:
             await self._stream.aclose()
         finally:
             self._ctx.usage = self._stream.usage
+            self._ctx.stream_failed = self._stream.error is not None
             on_close()
 
 
@@ -105,6 +116,7 @@ class Pipeline:
         alias, principal = ctx.alias, ctx.principal
         assert alias is not None and principal is not None, "authorize runs first"
         router = self._table.router
+        ctx.operation, ctx.stream = operation, stream
         reservation = await self._admission.admit(principal, ctx.request_id, operation, body, alias, router)
         ctx.decision = reservation.decision if reservation else None
         try:
@@ -129,14 +141,18 @@ class Pipeline:
             routed = await router.send(alias, call)
             self._record(ctx, routed)
             ctx.usage = routed.value.usage
+            ctx.cost_usd = router.price(routed.deployment).cost(ctx.usage) if ctx.usage else 0.0
             self._admission.settle(reservation, router, routed.deployment, ctx.usage)
             return JsonResult(routed.value.body)
         opened = await router.open_stream(alias, call)
         self._record(ctx, opened)
+        ctx.first_frame_at = time.perf_counter()
         upstream, deployment = opened.value, opened.deployment
 
         def finished() -> None:
             router.stream_finished(deployment, ctx.usage)
+            if ctx.usage is not None:
+                ctx.cost_usd = router.price(deployment).cost(ctx.usage)
             usage = ctx.usage
             if usage is None and reservation is not None:
                 # The client left before the usage chunk: charge the estimated prompt and what was

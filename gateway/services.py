@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -12,9 +13,12 @@ from gateway.errors import AuthenticationFailed
 from gateway.keys.admin import KeyAdmin
 from gateway.keys.authenticator import KeyAuthenticator
 from gateway.keys.store import KeyStore
+from gateway.observability.observer import RequestObserver
 from gateway.pipeline import Pipeline, RequestContext
 from gateway.runtime import RoutingTable
 from gateway.settings import Settings
+
+log = logging.getLogger("gateway")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,17 @@ class Services:
     abuse: AbuseGuard
     #: "demo" when serving the built-in mock upstream, otherwise the routing file's path.
     source: str
+    observer: RequestObserver
+
+    def observe(self, ctx: RequestContext, status: int, error_code: str | None) -> None:
+        """Tell the observer once per request; a failing observer never fails a request."""
+        if ctx.observed:
+            return
+        ctx.observed = True
+        try:
+            self.observer.request_finished(ctx, status, error_code)
+        except Exception:
+            log.exception("request observer failed")
 
     async def authenticate(self, request: Request, ctx: RequestContext) -> Principal:
         """Stage 1 with the HTTP-level guard around it: addresses that keep failing are turned away."""

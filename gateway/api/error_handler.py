@@ -34,6 +34,10 @@ def render(request: Request, error: GatewayError) -> Response:
     headers["x-request-id"] = request_id
     log.log(error.log_level, "%s %s -> %d %s: %s", request.method, request.url.path, error.status,
             error.code, error.message, extra={"request_id": request_id})
+    ctx: RequestContext | None = getattr(request.state, "ctx", None)
+    services = getattr(request.app.state, "services", None)
+    if ctx is not None and ctx.operation is not None and services is not None:
+        services.observe(ctx, error.status, error.code)
     return Response(error.body(), status_code=error.status, headers=headers, media_type="application/json")
 
 
@@ -68,6 +72,10 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 async def _client_gone(request: Request, error: Exception) -> Response:
     log.info("%s %s: client disconnected", request.method, request.url.path)
+    ctx: RequestContext | None = getattr(request.state, "ctx", None)
+    services = getattr(request.app.state, "services", None)
+    if ctx is not None and ctx.operation is not None and services is not None:
+        services.observe(ctx, CLIENT_CLOSED, "client_closed")
     return Response(status_code=CLIENT_CLOSED)
 
 

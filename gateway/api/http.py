@@ -7,7 +7,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -111,12 +111,14 @@ class EventStreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, result: StreamResult, headers: dict[str, str]) -> None:
+    def __init__(self, result: StreamResult, headers: dict[str, str],
+                 on_closed: Callable[[], None] | None = None) -> None:
         # Not Response.__init__: it would set a body, and with it a content-length of 0.
         self.status_code = 200
         self.background = None
         self.init_headers({**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
         self.result = result
+        self._on_closed = on_closed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def pump() -> None:
@@ -144,6 +146,8 @@ class EventStreamResponse(Response):
             if not relay.done():
                 relay.cancel()
             await self.result.close()
+            if self._on_closed is not None:
+                self._on_closed()
 
 
 def json_response(body: bytes, headers: dict[str, str], status: int = 200) -> Response:

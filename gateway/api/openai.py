@@ -38,6 +38,7 @@ router = APIRouter(prefix="/v1", tags=["openai"], responses=ERROR_RESPONSES)
 async def _handle(request: Request, services: Services, operation: Operation,
                   schema: type[BaseModel]) -> Response:
     ctx = context_for(request)
+    ctx.operation = operation
     await services.authenticate(request, ctx)
     pipeline = services.pipeline
     body: Any = await read_json(request, services.settings.max_body_bytes)
@@ -46,8 +47,10 @@ async def _handle(request: Request, services: Services, operation: Operation,
     stream = bool(body.get("stream")) and operation != "embedding"
     result = await cancel_on_disconnect(request, pipeline.call(ctx, operation, body, stream=stream))
     if isinstance(result, JsonResult):
+        services.observe(ctx, 200, None)
         return json_response(result.body, gateway_headers(ctx))
-    return EventStreamResponse(result, gateway_headers(ctx, finished=False))
+    return EventStreamResponse(result, gateway_headers(ctx, finished=False),
+                               on_closed=lambda: services.observe(ctx, 200, None))
 
 
 @router.post("/chat/completions", openapi_extra=body_schema(ChatCompletionRequest),
