@@ -226,7 +226,10 @@ def demo_config(mock_base_url: str) -> RoutingConfig:
                  "litellm_params": {"model": "openai/demo-embedding", "api_base": mock_base_url,
                                     "api_key": "demo-upstream-key"},
                  "model_info": {"id": "demo-mock-embedding", "mode": "embedding"}},
-            ]
+            ],
+            # The mock costs nothing; saying so keeps the "no price known" warning for real gaps.
+            "prices": {alias: {"input_per_million": 0, "output_per_million": 0}
+                       for alias in ("demo", "demo-embedding")},
         },
         source="<demo>",
         environ={},
