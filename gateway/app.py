@@ -19,7 +19,7 @@ import aiohttp
 from fastapi import FastAPI
 
 from gateway import __version__
-from gateway.api import admin, health, openai
+from gateway.api import admin, health, metrics_route, openai
 from gateway.api.abuse import AbuseGuard
 from gateway.api.error_handler import install_error_handlers
 from gateway.auth import MasterKeyAuthenticator
@@ -27,7 +27,7 @@ from gateway.config import RoutingConfig, demo_config, load_config
 from gateway.keys.admin import KeyAdmin
 from gateway.keys.authenticator import KeyAuthenticator
 from gateway.limits.admission import Admission, BackgroundWork
-from gateway.observability.observer import NullObserver
+from gateway.observability.metrics import PrometheusObserver
 from gateway.pipeline import Pipeline
 from gateway.routing.litellm_engine import LitellmEngine
 from gateway.routing.native import NativeEngine
@@ -105,10 +105,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             timeout=settings.redis_timeout_seconds,
         )
         pipeline = Pipeline(keys, table, Admission(stores.limiter, background))
+        observer = PrometheusObserver(table)  # a fresh registry per app
+        stack.callback(observer.close)
+        app.state.metrics = observer
         app.state.services = Services(
             settings=settings, table=table, pipeline=pipeline, master=master, keys=keys,
             key_store=stores.keys, key_admin=KeyAdmin(stores.keys, stores.limiter), abuse=abuse, source=source,
-            observer=NullObserver(),
+            observer=observer,
         )
         if settings.config is not None:
             _install_sighup(table)
@@ -135,4 +138,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(health.router)
+    app.include_router(metrics_route.router)
     return app

@@ -7,6 +7,7 @@ pay for importing litellm.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import secrets
@@ -61,6 +62,14 @@ def _serve(args: argparse.Namespace) -> int:
         print("refusing to start: several workers need GATEWAY_REDIS_URL; the embedded store's limits and "
               "budgets hold within one process", file=sys.stderr)
         return 2
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metrics to files here and /metrics adds them up (docs/metrics.md).
+        import shutil
+        import tempfile
+
+        metrics_dir = tempfile.mkdtemp(prefix="llm-gateway-metrics-")
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     if settings.master_key is None:
         if not settings.demo:
             print("refusing to start: set GATEWAY_MASTER_KEY (at least 16 characters)", file=sys.stderr)

@@ -39,6 +39,7 @@ async def _handle(request: Request, services: Services, operation: Operation,
                   schema: type[BaseModel]) -> Response:
     ctx = context_for(request)
     ctx.operation = operation
+    services.observer.request_started(ctx)
     await services.authenticate(request, ctx)
     pipeline = services.pipeline
     body: Any = await read_json(request, services.settings.max_body_bytes)

@@ -9,12 +9,11 @@ from gateway.pipeline import RequestContext
 
 
 class RequestObserver(Protocol):
+    def request_started(self, ctx: RequestContext) -> None:
+        """Called when a /v1 request enters its handler (for in-flight gauges)."""
+        ...
+
     def request_finished(self, ctx: RequestContext, status: int, error_code: str | None) -> None:
         """Called exactly once per /v1 request: after a JSON response or an error is rendered, or
         when a stream has closed (``ctx.stream_failed`` says whether it ended in an error event)."""
         ...
-
-
-class NullObserver:
-    def request_finished(self, ctx: RequestContext, status: int, error_code: str | None) -> None:
-        return None
