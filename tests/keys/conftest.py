@@ -7,7 +7,6 @@ the keys under it afterwards; nothing else on the server is touched.
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,8 +18,7 @@ import redis.asyncio as aioredis
 from gateway.keys.redis_store import RedisKeyStore
 from gateway.keys.sqlite_store import SqliteKeyStore
 from gateway.keys.store import KeyStore
-
-REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.redis_scratch import REDIS_URL, delete_prefix
 
 
 @dataclass
@@ -31,16 +29,6 @@ class Backend:
     open: Callable[[], Awaitable[KeyStore]]
     #: The Redis prefix, or the SQLite file.
     location: str
-
-
-async def _delete_prefix(prefix: str) -> None:
-    client = aioredis.from_url(REDIS_URL)
-    try:
-        batch = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
-        for start in range(0, len(batch), 500):
-            await client.delete(*batch[start:start + 500])
-    finally:
-        await client.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -83,7 +71,7 @@ async def redis_backend_on_prefix() -> AsyncIterator[Backend]:
     finally:
         for store in opened:
             await store.close()
-        await _delete_prefix(prefix)
+        await delete_prefix(prefix)
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -8,7 +8,6 @@ keys under it afterwards (SCAN + DEL); nothing else on the server is touched.
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,8 +20,7 @@ from gateway.limits.local_limiter import LocalLimiter
 from gateway.limits.redis_limiter import RedisLimiter
 from gateway.limits.sqlite_spend import FILENAME, SqliteSpend
 from gateway.limits.types import Limiter
-
-REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.redis_scratch import REDIS_URL, delete_prefix
 
 
 @dataclass
@@ -35,16 +33,6 @@ class Backend:
     persistent: bool
     #: The Redis prefix, or the SQLite file, or "" in memory.
     location: str
-
-
-async def delete_prefix(prefix: str) -> None:
-    client = aioredis.from_url(REDIS_URL)
-    try:
-        batch = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
-        for start in range(0, len(batch), 500):
-            await client.delete(*batch[start:start + 500])
-    finally:
-        await client.aclose()
 
 
 @contextlib.asynccontextmanager
