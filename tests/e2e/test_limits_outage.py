@@ -243,6 +243,7 @@ async def test_redis_killed_mid_load_and_restarted(gateway: Process, running_red
     wave = ["rpm", "rpm", "budget", "budget", "master"]
     events: dict[str, float] = {}
     samples: list[Sample] = []
+    waves: list[list[Sample]] = []
     origin = time.monotonic()
 
     async def outage() -> None:
@@ -260,7 +261,9 @@ async def test_redis_killed_mid_load_and_restarted(gateway: Process, running_red
         due = 0.0
         while (now := time.monotonic() - origin) < LOAD_S:
             await asyncio.sleep(max(0.0, due - now))
-            samples += await asyncio.gather(*(call(http, gateway, who, keys[who], origin) for who in wave))
+            batch = await asyncio.gather(*(call(http, gateway, who, keys[who], origin) for who in wave))
+            samples += batch
+            waves.append(batch)
             due = max(due + WAVE_S, time.monotonic() - origin)  # a late wave is not caught up
         await chaos
     finally:
@@ -269,7 +272,12 @@ async def test_redis_killed_mid_load_and_restarted(gateway: Process, running_red
     killed, restarting, up = events["killed"], events["restarting"], events["up"]
     budget = [s for s in samples if s.who == "budget"]
     story = f"Redis killed at {killed:.3f} s, up again at {up:.3f} s; budget key: {timeline(budget)}"
-    slow = [s for s in samples if s.latency > MAX_LATENCY_S]
+    # The master key never touches the store, so it is each wave's control: a keyed request that
+    # took MAX_LATENCY_S longer than its wave's master-key request waited on the store. (A hiccup of
+    # the whole machine delays the control too; a frozen gateway is caught by the absolute bound.)
+    slow = [s for batch in waves for s in batch
+            if s.latency - next(c.latency for c in batch if c.who == "master") > MAX_LATENCY_S
+            or s.latency > 2 * MAX_LATENCY_S]
     assert not slow, f"requests waited on the store: {listing(slow)}; {story}"
     for who in ("rpm", "master"):
         refused = [s for s in samples if s.who == who and s.status != 200]
