@@ -7,7 +7,6 @@ the keys under it afterwards; nothing else on the server is touched.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import redis.asyncio as aioredis
 from gateway.keys.redis_store import RedisKeyStore
 from gateway.keys.sqlite_store import SqliteKeyStore
 from gateway.keys.store import KeyStore
-from tests.redis_scratch import REDIS_URL, delete_prefix
+from tests.redis_scratch import REDIS_URL, delete_prefix, scratch_prefix
 
 
 @dataclass
@@ -49,14 +48,7 @@ async def sqlite_backend(path: Path) -> AsyncIterator[Backend]:
 
 @contextlib.asynccontextmanager
 async def redis_backend_on_prefix() -> AsyncIterator[Backend]:
-    probe = aioredis.from_url(REDIS_URL)
-    try:
-        await probe.ping()
-    except (aioredis.ConnectionError, OSError) as exc:
-        pytest.fail(f"Redis is not reachable at {REDIS_URL} ({exc}); start it or set GATEWAY_TEST_REDIS_URL")
-    finally:
-        await probe.aclose()
-    prefix = f"test:{uuid.uuid4().hex}"
+    prefix = await scratch_prefix()
     opened: list[KeyStore] = []
 
     async def open_store() -> KeyStore:

@@ -8,7 +8,6 @@ keys under it afterwards (SCAN + DEL); nothing else on the server is touched.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from gateway.limits.local_limiter import LocalLimiter
 from gateway.limits.redis_limiter import RedisLimiter
 from gateway.limits.sqlite_spend import FILENAME, SqliteSpend
 from gateway.limits.types import Limiter
-from tests.redis_scratch import REDIS_URL, delete_prefix
+from tests.redis_scratch import REDIS_URL, delete_prefix, scratch_prefix
 
 
 @dataclass
@@ -37,14 +36,7 @@ class Backend:
 
 @contextlib.asynccontextmanager
 async def redis_location() -> AsyncIterator[Backend]:
-    probe = aioredis.from_url(REDIS_URL)
-    try:
-        await probe.ping()
-    except (aioredis.ConnectionError, OSError) as exc:
-        pytest.fail(f"Redis is not reachable at {REDIS_URL} ({exc}); start it or set GATEWAY_TEST_REDIS_URL")
-    finally:
-        await probe.aclose()
-    prefix = f"test:{uuid.uuid4().hex}"
+    prefix = await scratch_prefix()
     clients: list[aioredis.Redis] = []
 
     async def open_limiter() -> Limiter:
