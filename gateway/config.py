@@ -117,10 +117,43 @@ class LimitSettings(_Strict):
     default_max_parallel: int | None = Field(default=None, ge=1)
 
 
+CacheMode = Literal["off", "exact", "semantic"]
+
+
+class AliasCache(_Strict):
+    """One alias's cache policy; unset fields take ``cache_settings.default``'s value."""
+
+    mode: CacheMode | None = None
+    ttl_seconds: float | None = Field(default=None, gt=0)
+    #: Semantic similarity threshold; unset, the embedder's calibrated default.
+    threshold: float | None = Field(default=None, gt=0, le=1)
+
+
+class CacheSettings(_Strict):
+    default: AliasCache = AliasCache(mode="off", ttl_seconds=3600)
+    aliases: dict[str, AliasCache] = Field(default_factory=dict)
+    #: "local" (the packaged MiniLM model) or the alias of an embeddings deployment in model_list.
+    embedder: str = "local"
+    #: Share entries between keys of no team (by default a key without a team is its own tenant).
+    share_across_keys: bool = False
+    #: Bounds for the per-request ``x-gateway-cache-threshold`` header.
+    min_threshold: float = Field(default=0.8, gt=0, le=1)
+    max_threshold: float = Field(default=1.0, gt=0, le=1)
+    #: Longest TTL a request may ask for with ``x-gateway-cache-ttl``.
+    max_ttl_seconds: float = Field(default=7 * 86400, gt=0)
+    #: Requests with a higher temperature are not cached (sampling is meant to vary).
+    max_temperature: float = Field(default=1.0, ge=0)
+    #: Last user messages with fewer words skip the semantic tier ("yes", "continue").
+    min_semantic_words: int = Field(default=3, ge=1)
+    #: How often expired semantic points are swept (seconds).
+    sweep_seconds: float = Field(default=300, gt=0)
+
+
 class RoutingConfig(_Strict):
     model_list: list[ModelEntry] = Field(min_length=1)
     router_settings: RouterSettings = RouterSettings()
     limit_settings: LimitSettings = LimitSettings()
+    cache_settings: CacheSettings = CacheSettings()
     #: Price overrides keyed by model alias or by litellm model name.
     prices: dict[str, PriceOverride] = Field(default_factory=dict)
 
@@ -139,7 +172,23 @@ class RoutingConfig(_Strict):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"model_info.id must be unique; repeated: {', '.join(duplicates)}")
+        cache = self.cache_settings
+        for alias in cache.aliases:
+            if alias not in aliases:
+                raise ValueError(f"cache_settings.aliases: unknown model_name {alias!r}")
+        if cache.embedder != "local" and cache.embedder not in aliases:
+            raise ValueError(f"cache_settings.embedder: unknown model_name {cache.embedder!r}")
+        if cache.min_threshold > cache.max_threshold:
+            raise ValueError("cache_settings: min_threshold is above max_threshold")
         return self
+
+    def cache_for(self, alias: str) -> AliasCache:
+        """The alias's cache policy with every field resolved."""
+        default = self.cache_settings.default
+        own = self.cache_settings.aliases.get(alias, AliasCache())
+        return AliasCache(mode=own.mode or default.mode or "off",
+                          ttl_seconds=own.ttl_seconds or default.ttl_seconds or 3600,
+                          threshold=own.threshold or default.threshold)
 
     def fallbacks_for(self, alias: str, *, context_window: bool = False) -> list[str]:
         field = "context_window_fallbacks" if context_window else "fallbacks"
@@ -227,6 +276,8 @@ def demo_config(mock_base_url: str) -> RoutingConfig:
                                     "api_key": "demo-upstream-key"},
                  "model_info": {"id": "demo-mock-embedding", "mode": "embedding"}},
             ],
+            # Both tiers on, so a newcomer sees a semantic-hit on a paraphrase with no setup.
+            "cache_settings": {"aliases": {"demo": {"mode": "semantic"}}},
             # The mock costs nothing; saying so keeps the "no price known" warning for real gaps.
             "prices": {alias: {"input_per_million": 0, "output_per_million": 0}
                        for alias in ("demo", "demo-embedding")},

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.auth import Authenticator, Principal, bearer_token
+from gateway.cache.types import CacheNote
 from gateway.errors import ModelNotFound, PermissionDenied
 from gateway.limits.admission import Admission, Reservation
 from gateway.limits.types import Decision
@@ -45,6 +46,8 @@ class RequestContext:
     stream_failed: bool = False
     #: Set once the observer has been told about this request.
     observed: bool = False
+    #: What the cache did (None: the request never reached the cache stage).
+    cache: CacheNote | None = None
 
 
 @dataclass(slots=True)
