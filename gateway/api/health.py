@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.http import dumps, json_response
 from gateway.keys.store import STORE_ERRORS
+from gateway.observability.metrics import PrometheusObserver
 
 router = APIRouter(tags=["health"])
 
@@ -18,12 +19,16 @@ async def healthz() -> Response:
 
 
 @router.get("/readyz", summary="Config loaded and dependencies reachable")
-async def readyz(services: ServicesDep) -> Response:
+async def readyz(request: Request, services: ServicesDep) -> Response:
     router_ = services.table.router
     try:
         store_ok = await services.key_store.ping()
     except STORE_ERRORS:
         store_ok = False
+    # gateway_store_up: refreshed whenever something probes readiness (the orchestrator, compose).
+    metrics: PrometheusObserver | None = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.store_checked(services.key_store.name, store_ok)
     body = {
         "status": "ready" if store_ok else "degraded",
         "config": services.source,

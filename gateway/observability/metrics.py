@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from gateway.cache.types import CacheNote, CacheTier
 from gateway.limits.admission import quota_for
 from gateway.pipeline import RequestContext
 from gateway.runtime import RoutingTable
@@ -34,6 +35,8 @@ GENAI_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 60.0)
 TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
 OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+#: An exact lookup is one store read (sub-ms to a few ms); a semantic one embeds and searches (10-100 ms).
+CACHE_LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 GENAI_OPERATION = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings"}
 LIMITER_CODES = {"rate_limit_exceeded": "rate", "insufficient_quota": "budget"}
@@ -105,6 +108,27 @@ class PrometheusObserver:
                                      ["alias"], registry=r)
         self.in_flight = Gauge("gateway_requests_in_flight", "/v1 requests being served", ["route"],
                                multiprocess_mode="livesum", registry=r)
+        self.upstream_duration = Histogram("gateway_upstream_duration_seconds", "Upstream time of requests "
+                                           "answered at the first attempt (streams: until the stream opened)",
+                                           ["deployment"], buckets=REQUEST_BUCKETS, registry=r)
+        # Budgets: set when a budgeted key is admitted (the limiter's decision says what is left)
+        # or refused for its budget; no store call at scrape time (docs/metrics.md).
+        self.budget_used = Gauge("gateway_key_budget_used_ratio", "Share of the key's budget spent or "
+                                 "reserved in the current period, as of its last request",
+                                 ["key_alias", "team"], multiprocess_mode="mostrecent", registry=r)
+        self.cache_requests = Counter("gateway_cache_requests_total", "Requests that reached the cache stage, "
+                                      "by what x-gateway-cache said", ["alias", "outcome"], registry=r)
+        self.cache_lookups = Counter("gateway_cache_lookups_total", "Cache lookups by tier and result",
+                                     ["alias", "tier", "result"], registry=r)
+        self.cache_lookup_duration = Histogram("gateway_cache_lookup_duration_seconds", "Time spent looking "
+                                               "up one cache tier", ["tier"], buckets=CACHE_LOOKUP_BUCKETS,
+                                               registry=r)
+        self.cache_saved = Counter("gateway_cache_saved_usd_total", "Upstream cost cache hits avoided, in US "
+                                   "dollars", ["alias", "key_alias", "team"], registry=r)
+        self.cache_errors = Counter("gateway_cache_errors_total", "Cache backend calls that failed (the "
+                                    "request went on without the cache)", ["tier"], registry=r)
+        self.store_up = Gauge("gateway_store_up", "1 when the store answered its last check, else 0",
+                              ["store"], multiprocess_mode="mostrecent", registry=r)
         self._cooldowns = CooldownCollector(table)
         if multiprocess_dir() is None:
             r.register(self._cooldowns)
@@ -136,7 +160,24 @@ class PrometheusObserver:
         reason = self._refusal(ctx, status, error_code)
         if reason is not None:
             self.limiter_rejections.labels(key_alias, team, reason).inc()
+        self._budget(ctx, key_alias, team, refused_for_budget=reason == "budget")
         self._attempts(ctx, alias, error_code, refused=reason is not None)
+        if ctx.cache is not None:
+            self._cache(ctx.cache, alias, key_alias, team)
+        if error_code is None and ctx.deployment is not None and not ctx.events and ctx.upstream_seconds > 0:
+            self.upstream_duration.labels(ctx.deployment.id).observe(ctx.upstream_seconds)
+
+    # -- signals from other parts of the gateway -------------------------------------------------
+
+    def cache_backend_failed(self, tier: CacheTier) -> None:
+        """The cache calls this when a backend call (Redis, Qdrant, the embedder) raised and the
+        request went on without the cache; ``gateway_cache_errors_total`` feeds the alert."""
+        self.cache_errors.labels(tier).inc()
+
+    def store_checked(self, store: str, up: bool) -> None:
+        """The result of a store probe (``/readyz``, or a backend's own health check); ``store`` is
+        a fixed backend name such as ``redis``, ``sqlite``, ``qdrant``."""
+        self.store_up.labels(store).set(1.0 if up else 0.0)
 
     # -- scraping --------------------------------------------------------------------------------
 
@@ -210,6 +251,31 @@ class PrometheusObserver:
         if ctx.cost_usd > 0:
             self.cost.labels(alias, key_alias, team).inc(ctx.cost_usd)
 
+    def _budget(self, ctx: RequestContext, key_alias: str, team: str, *, refused_for_budget: bool) -> None:
+        principal = ctx.principal
+        record = principal.record if principal is not None else None
+        if record is None or not record.budget_usd:
+            return
+        if refused_for_budget:
+            self.budget_used.labels(key_alias, team).set(1.0)
+            return
+        decision = ctx.decision
+        if decision is not None and decision.allowed and decision.budget_remaining_usd is not None:
+            left = max(0.0, decision.budget_remaining_usd)
+            self.budget_used.labels(key_alias, team).set(max(0.0, 1.0 - left / record.budget_usd))
+
+    def _cache(self, note: CacheNote, alias: str, key_alias: str, team: str) -> None:
+        self.cache_requests.labels(alias, note.outcome).inc()
+        consulted = set(note.lookup_seconds) | ({note.tier} if note.tier is not None else set())
+        for tier in sorted(consulted):
+            self.cache_lookups.labels(alias, tier, "hit" if tier == note.tier else "miss").inc()
+        for tier, seconds in note.lookup_seconds.items():
+            self.cache_lookup_duration.labels(tier).observe(max(0.0, seconds))
+        if note.semantic_skipped is not None and "semantic" not in note.lookup_seconds:
+            self.cache_lookups.labels(alias, "semantic", "skipped").inc()
+        if note.saved_cost_usd > 0:
+            self.cache_saved.labels(alias, key_alias, team).inc(note.saved_cost_usd)
+
     def _refusal(self, ctx: RequestContext, status: int, error_code: str | None) -> str | None:
         """The reason when the key's limits refused this request, else None (an upstream 429 has
         the same code; it is told apart by whether admission ran)."""
@@ -235,7 +301,8 @@ class PrometheusObserver:
             elif event.action == "fallback":
                 self.fallbacks.labels(alias).inc()
         routed = ctx.alias is not None and ctx.principal is not None
-        if error_code is not None and routed and not refused and _upstream_code(error_code):
+        if error_code is not None and routed and not refused and _upstream_code(error_code) \
+                and not _final_attempt_in_events(ctx):
             self.upstream_errors.labels(self._final_deployment(ctx, alias), error_code).inc()
 
     def _final_deployment(self, ctx: RequestContext, alias: str) -> str:
@@ -245,6 +312,13 @@ class PrometheusObserver:
             return ctx.deployment.id
         group = self._table.router.deployments.get(alias) or ()
         return group[0].id if len(group) == 1 else UNKNOWN
+
+
+def _final_attempt_in_events(ctx: RequestContext) -> bool:
+    """Whether a failed request's events already hold its last attempt (the router gives up with a
+    ``give-up`` event, or records one event per attempt), so it is not counted twice."""
+    events = ctx.events
+    return bool(events) and (events[-1].action == "give-up" or 0 < ctx.attempts <= len(events))
 
 
 def _upstream_code(code: str) -> bool:

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from gateway.auth import MASTER, Principal
+from gateway.cache.types import CacheNote
 from gateway.config import parse_config
 from gateway.errors import UpstreamError
 from gateway.keys.models import KeyRecord
@@ -214,3 +215,76 @@ def test_two_observers_do_not_share_state(table: RoutingTable) -> None:
     labels = {"route": "chat", "alias": "gpt", "key_alias": "master", "team": "none", "status": "200"}
     assert one.registry.get_sample_value("gateway_requests_total", labels) == 1
     assert two.registry.get_sample_value("gateway_requests_total", labels) is None
+
+
+def test_cache_outcomes_lookups_latency_and_savings(observer: PrometheusObserver, table: RoutingTable) -> None:
+    who = {"key_alias": "svc", "team": "search"}
+    exact_hit = CacheNote(outcome="hit", tier="exact", saved_cost_usd=0.5, lookup_seconds={"exact": 0.001})
+    semantic_hit = CacheNote(outcome="semantic-hit", tier="semantic", similarity=0.97, saved_cost_usd=0.25,
+                             lookup_seconds={"exact": 0.002, "semantic": 0.04})
+    miss = CacheNote(outcome="miss", lookup_seconds={"exact": 0.001, "semantic": 0.03})
+    skipped = CacheNote(outcome="miss", lookup_seconds={"exact": 0.001}, semantic_skipped="tool-turn")
+    for note in (exact_hit, semantic_hit, miss, skipped, CacheNote(outcome="bypass")):
+        observer.request_finished(_ctx(table, principal=_key(), cache=note), 200, None)
+    assert value(observer, "gateway_cache_requests_total", alias="gpt", outcome="hit") == 1
+    assert value(observer, "gateway_cache_requests_total", alias="gpt", outcome="semantic-hit") == 1
+    assert value(observer, "gateway_cache_requests_total", alias="gpt", outcome="miss") == 2
+    assert value(observer, "gateway_cache_requests_total", alias="gpt", outcome="bypass") == 1
+    assert value(observer, "gateway_cache_lookups_total", alias="gpt", tier="exact", result="hit") == 1
+    assert value(observer, "gateway_cache_lookups_total", alias="gpt", tier="exact", result="miss") == 3
+    assert value(observer, "gateway_cache_lookups_total", alias="gpt", tier="semantic", result="hit") == 1
+    assert value(observer, "gateway_cache_lookups_total", alias="gpt", tier="semantic", result="miss") == 1
+    assert value(observer, "gateway_cache_lookups_total", alias="gpt", tier="semantic", result="skipped") == 1
+    assert value(observer, "gateway_cache_lookup_duration_seconds_count", tier="exact") == 4
+    assert value(observer, "gateway_cache_lookup_duration_seconds_sum", tier="semantic") == pytest.approx(0.07)
+    assert value(observer, "gateway_cache_saved_usd_total", alias="gpt", **who) == pytest.approx(0.75)
+    # A request that never reached the cache stage says nothing about the cache.
+    observer.request_finished(_ctx(table, alias="claude"), 200, None)
+    assert not [name for name in series_with(observer, "claude") if name.startswith("gateway_cache")]
+
+
+def test_cache_backend_errors_and_store_probes(observer: PrometheusObserver) -> None:
+    observer.cache_backend_failed("semantic")
+    observer.cache_backend_failed("semantic")
+    assert value(observer, "gateway_cache_errors_total", tier="semantic") == 2
+    assert value(observer, "gateway_cache_errors_total", tier="exact") is None
+    observer.store_checked("redis", True)
+    assert value(observer, "gateway_store_up", store="redis") == 1
+    observer.store_checked("redis", False)
+    assert value(observer, "gateway_store_up", store="redis") == 0
+
+
+def test_budget_used_ratio_from_the_admission_decision(observer: PrometheusObserver, table: RoutingTable) -> None:
+    budgeted = _key(budget_usd=10.0)
+    admitted = Decision(allowed=True, budget_remaining_usd=7.5)
+    observer.request_finished(_ctx(table, principal=budgeted, decision=admitted), 200, None)
+    assert value(observer, "gateway_key_budget_used_ratio", key_alias="svc", team="search") == pytest.approx(0.25)
+    observer.request_finished(_ctx(table, principal=budgeted, answered=False), 429, "insufficient_quota")
+    assert value(observer, "gateway_key_budget_used_ratio", key_alias="svc", team="search") == 1
+    # Keys without a budget, and the master key, have no series.
+    observer.request_finished(_ctx(table, principal=_key(alias="free", rpm=5), decision=Decision(allowed=True)),
+                              200, None)
+    observer.request_finished(_ctx(table), 200, None)
+    assert value(observer, "gateway_key_budget_used_ratio", key_alias="free", team="search") is None
+    assert value(observer, "gateway_key_budget_used_ratio", key_alias="master", team="none") is None
+
+
+def test_upstream_latency_per_deployment(observer: PrometheusObserver, table: RoutingTable) -> None:
+    observer.request_finished(_ctx(table, upstream_seconds=0.3), 200, None)
+    observer.request_finished(_ctx(table, alias="claude", upstream_seconds=0.1), 200, None)
+    # Retried requests mix several attempts' time: not observed.
+    observer.request_finished(_ctx(table, upstream_seconds=0.9,
+                                   events=[AttemptEvent("gpt-1", "upstream_error", "retry")]), 200, None)
+    assert value(observer, "gateway_upstream_duration_seconds_count", deployment="gpt-1") == 1
+    assert value(observer, "gateway_upstream_duration_seconds_sum", deployment="gpt-1") == pytest.approx(0.3)
+    assert value(observer, "gateway_upstream_duration_seconds_count", deployment="claude-1") == 1
+
+
+def test_failed_request_events_are_not_counted_twice(observer: PrometheusObserver, table: RoutingTable) -> None:
+    # When the router hands a failed request's attempts to the context, the last one is among them.
+    events = [AttemptEvent("claude-1", "upstream_error", "retry"), AttemptEvent("claude-1", "upstream_error",
+                                                                                "give-up")]
+    observer.request_finished(_ctx(table, alias="claude", answered=False, events=events, attempts=2), 502,
+                              "upstream_error")
+    assert value(observer, "gateway_upstream_errors_total", deployment="claude-1", code="upstream_error") == 2
+    assert value(observer, "gateway_retries_total", alias="claude") == 1
