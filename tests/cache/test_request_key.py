@@ -121,7 +121,7 @@ def test_tenant_endpoint_and_alias_are_in_the_exact_key() -> None:
         exact_key("team:a", "embedding", "e", {"input": "y"})
 
 
-def _dimension_changes() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+def _dimension_changes() -> dict[str, dict[str, Any]]:
     body = chat()
 
     def with_messages(change: Any) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def _dimension_changes() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
 
 @pytest.mark.parametrize(("dimension", "change"), list(_dimension_changes().items()))
 def test_each_scope_dimension_changed_alone_changes_the_scope(dimension: str, change: dict[str, Any]) -> None:
-    base = {"body": chat(), "tenant": "team:a", "alias": "m", "embedder": "e1"}
+    base: dict[str, Any] = {"body": chat(), "tenant": "team:a", "alias": "m", "embedder": "e1"}
     assert scope(**base) != scope(**{**base, **change}), dimension
 
 
