@@ -19,7 +19,7 @@ from gateway.errors import ModelNotFound, PermissionDenied
 from gateway.limits.admission import Admission, Reservation
 from gateway.limits.types import Decision
 from gateway.routing.deployments import Deployment, Operation
-from gateway.routing.router import AttemptEvent, Routed, Router
+from gateway.routing.router import AttemptEvent, AttemptTracer, Routed, Router
 from gateway.routing.types import UpstreamCall, UpstreamStream, Usage
 from gateway.runtime import RoutingTable
 
@@ -48,6 +48,11 @@ class RequestContext:
     observed: bool = False
     #: What the cache did (None: the request never reached the cache stage).
     cache: CacheNote | None = None
+    #: This request's trace (None when tracing is off): told about each upstream attempt.
+    trace: AttemptTracer | None = None
+    #: The response status and error code, once the request is observed (for traces and logs).
+    status: int | None = None
+    error_code: str | None = None
 
 
 @dataclass(slots=True)
@@ -125,6 +130,8 @@ class Pipeline:
         try:
             return await self._route(ctx, router, reservation, operation, body, stream=stream)
         except BaseException:
+            # The router filled ctx.events with one event per failed attempt.
+            ctx.attempts = ctx.attempts or len(ctx.events)
             self._admission.settle(reservation, router, ctx.deployment, None)
             raise
 
@@ -141,19 +148,21 @@ class Pipeline:
             request_id=ctx.request_id,
         )
         if not stream:
-            routed = await router.send(alias, call)
+            routed = await router.send(alias, call, events=ctx.events, tracer=ctx.trace)
             self._record(ctx, routed)
             ctx.usage = routed.value.usage
             ctx.cost_usd = router.price(routed.deployment).cost(ctx.usage) if ctx.usage else 0.0
             self._admission.settle(reservation, router, routed.deployment, ctx.usage)
             return JsonResult(routed.value.body)
-        opened = await router.open_stream(alias, call)
+        opened = await router.open_stream(alias, call, events=ctx.events, tracer=ctx.trace)
         self._record(ctx, opened)
         ctx.first_frame_at = time.perf_counter()
         upstream, deployment = opened.value, opened.deployment
 
         def finished() -> None:
             router.stream_finished(deployment, ctx.usage)
+            if ctx.trace is not None:
+                ctx.trace.stream_closed(upstream)
             if ctx.usage is not None:
                 ctx.cost_usd = router.price(deployment).cost(ctx.usage)
             usage = ctx.usage

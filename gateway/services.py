@@ -40,6 +40,7 @@ class Services:
         if ctx.observed:
             return
         ctx.observed = True
+        ctx.status, ctx.error_code = status, error_code
         try:
             self.observer.request_finished(ctx, status, error_code)
         except Exception:

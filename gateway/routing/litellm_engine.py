@@ -31,7 +31,7 @@ from gateway.routing.deployments import Deployment
 from gateway.routing.openai_shape import openai_shape
 from gateway.routing.relay import FrameRelay
 from gateway.routing.sse import parse_retry_after, scrub
-from gateway.routing.types import DONE_FRAME, UpstreamCall, UpstreamResponse, Usage
+from gateway.routing.types import DONE_FRAME, UpstreamCall, UpstreamResponse, Usage, finish_reasons
 
 #: Fields litellm wants as arguments of its own rather than in the provider's body.
 _CLIENT_ONLY = frozenset({"model", "stream", "stream_options"})
@@ -140,7 +140,10 @@ class LitellmEngine:
         with translate_litellm_errors(deployment):
             response = await self._invoke(call, kwargs)
             data = _dump(response)
-        return UpstreamResponse(orjson.dumps(data), Usage.from_openai(data.get("usage")), data.get("model"))
+        response_id = data.get("id")
+        return UpstreamResponse(orjson.dumps(data), Usage.from_openai(data.get("usage")), data.get("model"),
+                                response_id if isinstance(response_id, str) else None,
+                                finish_reasons(data.get("choices")))
 
     async def open_stream(self, deployment: Deployment, call: UpstreamCall) -> LitellmStream:
         kwargs = _call_kwargs(deployment, call)
@@ -166,9 +169,11 @@ class LitellmStream(FrameRelay):
         data = _dump(chunk)
         if self.response_model is None:
             self.response_model = data.get("model")
-        choices = data.get("choices") or ()
-        if any(choice.get("finish_reason") for choice in choices):
+            self.response_id = data.get("id")
+        reasons = finish_reasons(data.get("choices"))
+        if reasons:
             self._saw_finish = True
+            self.finish_reasons.extend(reasons)
         usage = data.get("usage")
         if usage:
             self.usage = Usage.from_openai(usage)

@@ -24,7 +24,7 @@ from gateway.errors import (
 from gateway.routing.deployments import Deployment, Operation
 from gateway.routing.relay import FrameRelay
 from gateway.routing.sse import parse_retry_after, scrub
-from gateway.routing.types import DONE_FRAME, UpstreamCall, UpstreamResponse, Usage
+from gateway.routing.types import DONE_FRAME, UpstreamCall, UpstreamResponse, Usage, finish_reasons
 
 PATHS: dict[Operation, str] = {
     "chat": "/chat/completions",
@@ -116,7 +116,10 @@ class NativeEngine:
             raise UpstreamBadResponse(f"deployment {deployment.describe()} sent malformed JSON") from None
         if not isinstance(parsed, dict) or "error" in parsed:
             raise UpstreamBadResponse(f"deployment {deployment.describe()} sent an unexpected body")
-        return UpstreamResponse(raw, Usage.from_openai(parsed.get("usage")), parsed.get("model"))
+        response_id = parsed.get("id")
+        return UpstreamResponse(raw, Usage.from_openai(parsed.get("usage")), parsed.get("model"),
+                                response_id if isinstance(response_id, str) else None,
+                                finish_reasons(parsed.get("choices")))
 
     async def open_stream(self, deployment: Deployment, call: UpstreamCall) -> NativeStream:
         url, headers = _target(deployment, call.operation)
@@ -174,6 +177,10 @@ class NativeStream(FrameRelay):
             raise UpstreamError(scrub(str(message or "upstream stream error"), self._deployment))
         if self.response_model is None:
             self.response_model = chunk.get("model")
+            self.response_id = chunk.get("id")
+        choices = chunk.get("choices")
+        if choices:
+            self.finish_reasons.extend(finish_reasons(choices))
         usage = chunk.get("usage")
         if usage:
             self.usage = Usage.from_openai(usage)

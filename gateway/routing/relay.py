@@ -21,6 +21,8 @@ class FrameRelay(ABC):
         self._finished = False
         self.usage: Usage | None = None
         self.response_model: str | None = None
+        self.response_id: str | None = None
+        self.finish_reasons: list[str] = []
         self.error: Exception | None = None
         #: Frames relayed to the client, [DONE] and error frames excepted (for accounting a stream
         #: that ended without a usage block).

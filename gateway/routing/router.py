@@ -16,8 +16,8 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Generic, Protocol, TypeVar
 
 from gateway.config import RoutingConfig
 from gateway.errors import ContextWindowExceeded, GatewayError, ServiceUnavailable, UpstreamRateLimited
@@ -35,7 +35,26 @@ class AttemptEvent:
 
     deployment: str
     error: str
-    action: str  # "retry" | "fallback" | "give-up"
+    action: str  # "retry" | "fallback" | "give-up" (the request's last attempt failed)
+
+
+class AttemptTracer(Protocol):
+    """Told about every upstream attempt of one request, so that one client span covers exactly one
+    attempt (gateway/observability/tracing.py). A stream's attempt ends when the pipeline closes it."""
+
+    def attempt_started(self, deployment: Deployment, call: UpstreamCall) -> dict[str, str]:
+        """Returns headers to send with this attempt only (the trace context)."""
+        ...
+
+    def attempt_failed(self, deployment: Deployment, error: BaseException, action: str) -> None:
+        """``error`` is a GatewayError, or CancelledError when the client went away mid-attempt."""
+        ...
+
+    def attempt_succeeded(self, deployment: Deployment, value: object) -> None:
+        """``value`` is the UpstreamResponse, or the opened UpstreamStream (still open)."""
+        ...
+
+    def stream_closed(self, stream: UpstreamStream) -> None: ...
 
 
 @dataclass(slots=True)
@@ -115,14 +134,19 @@ class Router:
 
     # -- calling --------------------------------------------------------------------------------
 
-    async def send(self, alias: str, call: UpstreamCall) -> Routed[UpstreamResponse]:
-        routed = await self._run(alias, lambda d: self._engines[d.engine].send(d, call), streaming=False)
+    async def send(self, alias: str, call: UpstreamCall, *, events: list[AttemptEvent] | None = None,
+                   tracer: AttemptTracer | None = None) -> Routed[UpstreamResponse]:
+        """``events`` (the caller's list) receives one event per failed attempt, also when the
+        request fails as a whole; ``tracer`` is told about each attempt."""
+        routed = await self._run(alias, lambda d, c: self._engines[d.engine].send(d, c), call,
+                                 streaming=False, events=events, tracer=tracer)
         self._count_tokens(routed.deployment, routed.value.usage)
         return routed
 
-    async def open_stream(self, alias: str, call: UpstreamCall) -> Routed[UpstreamStream]:
-        return await self._run(alias, lambda d: self._engines[d.engine].open_stream(d, call),
-                               streaming=True)
+    async def open_stream(self, alias: str, call: UpstreamCall, *, events: list[AttemptEvent] | None = None,
+                          tracer: AttemptTracer | None = None) -> Routed[UpstreamStream]:
+        return await self._run(alias, lambda d, c: self._engines[d.engine].open_stream(d, c), call,
+                               streaming=True, events=events, tracer=tracer)
 
     def stream_finished(self, deployment: Deployment, usage: Usage | None) -> None:
         """Called once when a stream returned by ``open_stream`` has ended, however it ended."""
@@ -133,10 +157,17 @@ class Router:
         if usage is not None and deployment.params.tpm is not None:
             self._health.add_tokens(deployment.id, usage.prompt_tokens + usage.completion_tokens)
 
-    async def _run(self, alias: str, attempt: Callable[[Deployment], Awaitable[T]], *,
-                   streaming: bool) -> Routed[T]:
+    async def _run(self, alias: str, attempt: Callable[[Deployment, UpstreamCall], Awaitable[T]],
+                   call: UpstreamCall, *, streaming: bool, events: list[AttemptEvent] | None,
+                   tracer: AttemptTracer | None) -> Routed[T]:
         chain = [alias, *self.config.fallbacks_for(alias)]
-        events: list[AttemptEvent] = []
+        events = [] if events is None else events
+
+        def failed(deployment: Deployment, error: GatewayError, action: str) -> None:
+            events.append(AttemptEvent(deployment.id, error.code or "", action))
+            if tracer is not None:
+                tracer.attempt_failed(deployment, error, action)
+
         attempts = 0
         upstream_seconds = 0.0
         last_error: GatewayError | None = None
@@ -160,10 +191,15 @@ class Router:
                 tried.add(deployment.id)
                 attempts += 1
                 self._health.started(deployment.id)
+                attempt_call = call
+                if tracer is not None:
+                    extra = tracer.attempt_started(deployment, call)
+                    if extra:
+                        attempt_call = replace(call, headers={**call.headers, **extra})
                 started = time.perf_counter()
                 keep_in_flight = False
                 try:
-                    value = await attempt(deployment)
+                    value = await attempt(deployment, attempt_call)
                     keep_in_flight = streaming
                 except GatewayError as error:
                     upstream_seconds += time.perf_counter() - started
@@ -172,25 +208,32 @@ class Router:
                     if isinstance(error, ContextWindowExceeded) and not switched_for_context:
                         switched_for_context = True
                         larger = self.config.fallbacks_for(alias, context_window=True)
-                        events.append(AttemptEvent(deployment.id, error.code or "", "fallback"))
+                        failed(deployment, error, "fallback" if larger else "give-up")
                         chain, position = larger, 0
                         break
                     if not error.retryable:
+                        failed(deployment, error, "give-up")
                         raise
                     wait = self._backoff(retry, error)
                     last_try = retry == self.settings.num_retries
                     if last_try or wait > self.settings.max_retry_wait:
-                        events.append(AttemptEvent(deployment.id, error.code or "", "fallback"))
+                        failed(deployment, error, "fallback" if position < len(chain) else "give-up")
                         break
-                    events.append(AttemptEvent(deployment.id, error.code or "", "retry"))
+                    failed(deployment, error, "retry")
                     if wait > 0:
                         await asyncio.sleep(wait)
                     continue
+                except BaseException as abandoned:
+                    if tracer is not None:  # cancelled (the client went away) or a bug
+                        tracer.attempt_failed(deployment, abandoned, "give-up")
+                    raise
                 finally:
                     if not keep_in_flight:
                         self._health.finished(deployment.id)
                 elapsed = time.perf_counter() - started
                 self._health.succeeded(deployment.id, elapsed)
+                if tracer is not None:
+                    tracer.attempt_succeeded(deployment, value)
                 return Routed(value, deployment, attempts, upstream_seconds + elapsed, events)
         if last_error is not None:
             raise last_error

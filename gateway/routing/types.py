@@ -50,6 +50,16 @@ class UpstreamResponse:
     body: bytes
     usage: Usage | None
     response_model: str | None
+    #: For traces: the provider's response id and each choice's finish reason.
+    response_id: str | None = None
+    finish_reasons: tuple[str, ...] = ()
+
+
+def finish_reasons(choices: object) -> tuple[str, ...]:
+    """The ``finish_reason`` of each choice that has one, in order."""
+    if not isinstance(choices, list):
+        return ()
+    return tuple(str(c["finish_reason"]) for c in choices if isinstance(c, dict) and c.get("finish_reason"))
 
 
 class UpstreamStream(Protocol):
@@ -59,6 +69,9 @@ class UpstreamStream(Protocol):
 
     usage: Usage | None
     response_model: str | None
+    response_id: str | None
+    #: Every finish reason seen, in order (one per choice).
+    finish_reasons: list[str]
     error: Exception | None
     relayed: int
 
