@@ -1,10 +1,14 @@
--- wrk script for bench/load.py: POSTs one chat completion body, checks each response, and prints a
--- machine-readable summary from done().
+-- wrk script for bench/load.py, bench/compare.py, bench/soak.py and bench/profile.py: POSTs one chat completion body,
+-- checks each response, and prints a machine-readable summary from done().
 --
--- Arguments (after wrk's `--`): BODY_FILE TOKEN MODE
+-- Arguments (after wrk's `--`): BODY_FILE TOKEN MODE [OPTION ...]
 --   BODY_FILE  path to the JSON request body
 --   TOKEN      bearer token for the Authorization header, or "-" for none
 --   MODE       "plain" (a 200 is a success) or "stream" (a 200 whose body ends with `data: [DONE]`)
+--   OPTION     any of:
+--     unique=NONCE      replace every `@N@` in the body with NONCE-<request number>, so that no two
+--                       requests of a run (or of two runs with different nonces) send the same prompt
+--     header=NAME: VAL  send this header too (repeatable)
 --
 -- A request counts as complete when wrk has read the whole response, so for a stream that is the
 -- terminating chunk after `[DONE]`. Non-200 responses and streams without `[DONE]` are counted here;
@@ -26,8 +30,33 @@ function init(args)
     wrk.headers["Authorization"] = "Bearer " .. args[2]
   end
   stream = args[3] == "stream"
+  nonce = nil
+  for i = 4, #args do
+    local key, value = args[i]:match("^([%w_]+)=(.*)$")
+    if key == "unique" then
+      nonce = value
+    elseif key == "header" then
+      local name, header_value = value:match("^([^:]+):%s*(.*)$")
+      wrk.headers[name] = header_value
+    else
+      error("chat.lua: unknown option " .. args[i])
+    end
+  end
+  template = wrk.body
+  static_request = wrk.format()
+  sent = 0
   non200 = 0
   broken = 0
+end
+
+-- wrk decides once, before init(), whether a script builds each request, so this always exists; without
+-- `unique` it hands back the same bytes every time.
+function request()
+  if not nonce then
+    return static_request
+  end
+  sent = sent + 1
+  return wrk.format(nil, nil, nil, (template:gsub("@N@", nonce .. "-" .. sent)))
 end
 
 function response(status, headers, body)

@@ -1,8 +1,8 @@
 """A bare forwarder: the floor that the gateway's per-request cost is compared against.
 
-It relays POST /v1/chat/completions bytes to an upstream and the upstream's bytes back, streaming
-included, with one pooled aiohttp session and nothing else: no parsing, no auth, no logging. Whatever
-the gateway costs above this is the price of its own work.
+It relays POST /v1/chat/completions (and /PREFIX/v1/chat/completions, to the same path) bytes to an
+upstream and the upstream's bytes back, streaming included, with one pooled aiohttp session and nothing
+else: no parsing, no auth, no logging. Whatever the gateway costs above this is the price of its own work.
 
     python bench/forwarder.py --upstream http://127.0.0.1:9000 --port 9100
 """
@@ -23,7 +23,7 @@ _DROPPED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection
 
 
 def create_app(upstream: str) -> FastAPI:
-    target = upstream.rstrip("/") + "/v1/chat/completions"
+    base = upstream.rstrip("/")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,8 +38,7 @@ def create_app(upstream: str) -> FastAPI:
     async def health() -> Response:
         return Response(b"ok", media_type="text/plain")
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
+    async def relay(request: Request, target: str) -> Response:
         session: aiohttp.ClientSession = request.app.state.session
         body = await request.body()
         headers = {"content-type": request.headers.get("content-type", "application/json")}
@@ -50,12 +49,21 @@ def create_app(upstream: str) -> FastAPI:
                 payload = await upstream_response.read()
             return Response(payload, status_code=upstream_response.status, headers=relayed)
 
-        async def relay() -> AsyncIterator[bytes]:
+        async def chunks() -> AsyncIterator[bytes]:
             async with upstream_response:
                 async for chunk in upstream_response.content.iter_any():
                     yield chunk
 
-        return StreamingResponse(relay(), status_code=upstream_response.status, headers=relayed)
+        return StreamingResponse(chunks(), status_code=upstream_response.status, headers=relayed)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await relay(request, base + "/v1/chat/completions")
+
+    @app.post("/{prefix}/v1/chat/completions")
+    async def prefixed_chat_completions(request: Request, prefix: str) -> Response:
+        # bench/compare.py's nginx mock picks its answer by path: /stream/v1/..., /slow/v1/...
+        return await relay(request, f"{base}/{prefix}/v1/chat/completions")
 
     return app
 

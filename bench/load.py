@@ -14,7 +14,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import shlex
 import shutil
 import signal
@@ -27,10 +26,11 @@ from pathlib import Path
 from types import FrameType
 
 import procstat
+import wrk_runner
 from children import Children, StartError, free_port
+from wrk_runner import WrkResult
 
 ROOT = Path(__file__).resolve().parent.parent
-LUA_SCRIPT = Path(__file__).resolve().parent / "chat.lua"
 TEST_CPU, LOAD_CPU = 0, 1
 MASTER_KEY = "sk-bench-master-key-0123456789abcdef"  # a fixed key for a throwaway local gateway
 NOISE_CORE_FRACTION = 0.10  # another process above this share of a core makes a window noisy
@@ -167,16 +167,6 @@ def launch(name: str, children: Children, work_dir: Path) -> Target:
 # --- the load ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class WrkResult:
-    requests: int
-    duration_s: float
-    p50_ms: float
-    p99_ms: float
-    errors: dict[str, int]
-    cpu_s: float  # wrk's own CPU time (it starts and ends inside the window, so /proc never sees it)
-
-
 def run_wrk(target: Target, scenario: Scenario, seconds: int, work_dir: Path) -> WrkResult:
     body_file = work_dir / f"body-{target.name}-{scenario.concurrency}-{target.model(scenario)}.json"
     body: dict[str, object] = {
@@ -186,25 +176,9 @@ def run_wrk(target: Target, scenario: Scenario, seconds: int, work_dir: Path) ->
     if scenario.stream:
         body["stream"] = True
     body_file.write_text(json.dumps(body))
-    argv = ["taskset", "-c", str(LOAD_CPU), "wrk", "-t1", f"-c{scenario.concurrency}", f"-d{seconds}s"]
-    argv += ["--timeout", "10s", "-s", str(LUA_SCRIPT), f"{target.url}/v1/chat/completions"]
-    argv += ["--", str(body_file), target.token or "-", "stream" if scenario.stream else "plain"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    summary = next((line for line in done.stdout.splitlines() if line.startswith("BENCH ")), None)
-    if done.returncode != 0 or summary is None:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout.strip()} {done.stderr.strip()}")
-    values = {key: int(value) for key, value in (item.split("=") for item in summary.split()[1:])}
-    errors = {key: values[key] for key in ("non200", "broken", "connect", "read", "write", "timeout")}
-    return WrkResult(
-        requests=values["requests"],
-        duration_s=values["duration_us"] / 1e6,
-        p50_ms=values["p50_us"] / 1e3,
-        p99_ms=values["p99_us"] / 1e3,
-        errors={key: count for key, count in errors.items() if count},
-        cpu_s=(after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-    )
+    job = wrk_runner.WrkJob(f"{target.url}/v1/chat/completions", body_file, scenario.concurrency,
+                            token=target.token, stream=scenario.stream)
+    return wrk_runner.run(job, seconds, LOAD_CPU)
 
 
 def measure(target: Target, scenario: Scenario, timing: Timing, children: Children, work_dir: Path) -> Row:
