@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 from fastapi import FastAPI
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway import __version__
 from gateway.api import admin, health, metrics_route, openai
@@ -28,6 +29,8 @@ from gateway.keys.admin import KeyAdmin
 from gateway.keys.authenticator import KeyAuthenticator
 from gateway.limits.admission import Admission, BackgroundWork
 from gateway.observability.metrics import PrometheusObserver
+from gateway.observability.middleware import TelemetryMiddleware
+from gateway.observability.tracing import Tracing
 from gateway.pipeline import Pipeline
 from gateway.routing.litellm_engine import LitellmEngine
 from gateway.routing.native import NativeEngine
@@ -82,6 +85,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not settings.demo and len(settings.master_key.get_secret_value()) < MIN_MASTER_KEY_LENGTH:
         raise RuntimeError(f"GATEWAY_MASTER_KEY must be at least {MIN_MASTER_KEY_LENGTH} characters")
     async with AsyncExitStack() as stack:
+        # Off unless OTEL_* asks for it; the provider is this app's own, flushed last at shutdown.
+        tracing = Tracing.build(settings, exporter=getattr(app.state, "span_exporter", None))
+        if tracing is not None:
+            stack.callback(tracing.shutdown)
+        app.state.tracing = tracing
         session = _upstream_session()
         stack.push_async_callback(session.close)
         config: RoutingConfig
@@ -126,7 +134,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter | None = None) -> FastAPI:
+    """``span_exporter`` turns tracing on with that exporter (tests, in-memory), whatever OTEL_* says."""
     app = FastAPI(
         title="llm-gateway",
         version=__version__,
@@ -134,6 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings or Settings()
+    app.state.span_exporter = span_exporter
+    app.add_middleware(TelemetryMiddleware)  # server spans and the access log
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(admin.router)

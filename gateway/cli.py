@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import atexit
 import logging
+import logging.config
 import os
 import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -47,7 +46,12 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.settings import Settings
 
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    from gateway.observability.logs import logging_config
+
+    # JSON lines or text (GATEWAY_LOG_FORMAT), secrets redacted, uvicorn's loggers included; uvicorn
+    # applies the same dict in each worker. Its access log stays off: gateway.access writes one line.
+    log_config = logging_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(log_config)
     if settings.config is not None:
         from gateway.config import ConfigError, load_config
 
@@ -85,7 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     uvicorn.run("gateway.app:create_app", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, loop="uvloop", http="httptools", access_log=False,
-                log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
+                log_config=log_config, log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,12 @@ class Settings(BaseSettings):
     #: Request bodies above this size are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     log_level: str = "INFO"
+    #: ``json`` (one object per line), ``text`` (for people), or ``auto``: text on a terminal, else JSON.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    #: Record prompt and completion text on spans (gen_ai.input/output.messages); off by default.
+    trace_content: bool = False
+    #: Each captured text part is cut after this many characters.
+    trace_content_max_chars: int = Field(default=2048, ge=16)
     #: How often the routing file is checked for changes (seconds); 0 turns the watcher off.
     config_poll_seconds: float = Field(default=2.0, ge=0)
     #: Failed authentications allowed per client address (slowapi/limits syntax), then 429.

@@ -33,6 +33,10 @@ def request_id_for(request: Request) -> str:
 
 def context_for(request: Request) -> RequestContext:
     ctx = RequestContext(request_id=request_id_for(request))
+    # The telemetry middleware's clock, so that Server-Timing and the server span cover the same
+    # time (routing and dependencies included), and the request's trace when tracing is on.
+    ctx.started = getattr(request.state, "started", ctx.started)
+    ctx.trace = getattr(request.state, "trace", None)
     request.state.ctx = ctx
     return ctx
 
@@ -76,9 +80,12 @@ def gateway_headers(ctx: RequestContext, *, finished: bool = True) -> dict[str, 
             headers["x-gateway-fallbacks"] = str(sum(e.action == "fallback" for e in ctx.events))
     total_ms = (time.perf_counter() - ctx.started) * 1000
     upstream_ms = ctx.upstream_seconds * 1000
+    cache_ms = sum(ctx.cache.lookup_seconds.values()) * 1000 if ctx.cache is not None else 0.0
+    # gateway + upstream + cache = the whole request (docs/tracing.md: they match the spans).
     headers["server-timing"] = (
-        f"gateway;dur={max(0.0, total_ms - upstream_ms):.2f}, upstream;dur={upstream_ms:.2f}"
+        f"gateway;dur={max(0.0, total_ms - upstream_ms - cache_ms):.2f}, upstream;dur={upstream_ms:.2f}"
         + ("" if finished else ";desc=\"until first chunk\"")
+        + (f", cache;dur={cache_ms:.2f}" if ctx.cache is not None and ctx.cache.lookup_seconds else "")
     )
     return headers
 
