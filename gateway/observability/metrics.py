@@ -40,6 +40,7 @@ CACHE_LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 
 GENAI_OPERATION = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings"}
 LIMITER_CODES = {"rate_limit_exceeded": "rate", "insufficient_quota": "budget"}
+CACHE_TIERS: tuple[CacheTier, ...] = ("exact", "semantic")
 
 
 def multiprocess_dir() -> str | None:
@@ -129,6 +130,8 @@ class PrometheusObserver:
                                     "request went on without the cache)", ["tier"], registry=r)
         self.store_up = Gauge("gateway_store_up", "1 when the store answered its last check, else 0",
                               ["store"], multiprocess_mode="mostrecent", registry=r)
+        for tier in CACHE_TIERS:  # a zero series from the start, so rate() and alerts see the first error
+            self.cache_errors.labels(tier)
         self._cooldowns = CooldownCollector(table)
         if multiprocess_dir() is None:
             r.register(self._cooldowns)

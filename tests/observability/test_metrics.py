@@ -247,7 +247,7 @@ def test_cache_backend_errors_and_store_probes(observer: PrometheusObserver) -> 
     observer.cache_backend_failed("semantic")
     observer.cache_backend_failed("semantic")
     assert value(observer, "gateway_cache_errors_total", tier="semantic") == 2
-    assert value(observer, "gateway_cache_errors_total", tier="exact") is None
+    assert value(observer, "gateway_cache_errors_total", tier="exact") == 0
     observer.store_checked("redis", True)
     assert value(observer, "gateway_store_up", store="redis") == 1
     observer.store_checked("redis", False)
