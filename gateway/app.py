@@ -24,6 +24,7 @@ from gateway.api import admin, health, metrics_route, openai
 from gateway.api.abuse import AbuseGuard
 from gateway.api.error_handler import install_error_handlers
 from gateway.auth import MasterKeyAuthenticator
+from gateway.cache.wiring import open_cache
 from gateway.config import RoutingConfig, demo_config, load_config
 from gateway.keys.admin import KeyAdmin
 from gateway.keys.authenticator import KeyAuthenticator
@@ -112,14 +113,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             auth_failures=settings.auth_failure_limit, admin_requests=settings.admin_rate_limit,
             timeout=settings.redis_timeout_seconds,
         )
-        pipeline = Pipeline(keys, table, Admission(stores.limiter, background))
         observer = PrometheusObserver(table)  # a fresh registry per app
         stack.callback(observer.close)
+        cache = await open_cache(settings, table, stores.cache_entries, background, stack, shared=stores.shared,
+                                 on_backend_error=observer.cache_backend_failed)
+        stack.push_async_callback(background.drain)  # finish cache writes before the vector index closes
+        _background(stack, cache.sweep_forever())
+        pipeline = Pipeline(keys, table, Admission(stores.limiter, background), cache)
         app.state.metrics = observer
         app.state.services = Services(
             settings=settings, table=table, pipeline=pipeline, master=master, keys=keys,
             key_store=stores.keys, key_admin=KeyAdmin(stores.keys, stores.limiter), abuse=abuse, source=source,
-            observer=observer,
+            observer=observer, cache=cache,
         )
         if settings.config is not None:
             _install_sighup(table)

@@ -9,11 +9,14 @@ stage (issue #5) slots in between admit and route with the same shape.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from gateway.auth import Authenticator, Principal, bearer_token
+from gateway.cache.replay import ReplayStream, StreamRecorder, replay_frames
 from gateway.cache.types import CacheNote
 from gateway.errors import ModelNotFound, PermissionDenied
 from gateway.limits.admission import Admission, Reservation
@@ -22,6 +25,9 @@ from gateway.routing.deployments import Deployment, Operation
 from gateway.routing.router import AttemptEvent, AttemptTracer, Routed, Router
 from gateway.routing.types import UpstreamCall, UpstreamStream, Usage
 from gateway.runtime import RoutingTable
+
+if TYPE_CHECKING:
+    from gateway.cache.service import CachedAnswer, PendingWrite, ResponseCache
 
 
 @dataclass(slots=True)
@@ -89,10 +95,12 @@ class StreamResult:
 
 
 class Pipeline:
-    def __init__(self, authenticator: Authenticator, table: RoutingTable, admission: Admission) -> None:
+    def __init__(self, authenticator: Authenticator, table: RoutingTable, admission: Admission,
+                 cache: ResponseCache | None = None) -> None:
         self._authenticator = authenticator
         self._table = table
         self._admission = admission
+        self._cache = cache
 
     # 1 authenticate
     async def authenticate(self, ctx: RequestContext, authorization: str | None,
@@ -118,25 +126,48 @@ class Pipeline:
     def loaded_at(self) -> int:
         return self._table.loaded_at
 
-    # 3 admit, 5 route, 7 settle
+    # 4 cache lookup, 3 admit, 5 route, 7 settle. The lookup runs before admission so that a hit is
+    # admitted as one (a request slot only: no tokens, concurrency or budget).
     async def call(self, ctx: RequestContext, operation: Operation, body: dict[str, Any],
-                   *, stream: bool) -> JsonResult | StreamResult:
+                   *, stream: bool, headers: Mapping[str, str] | None = None) -> JsonResult | StreamResult:
         alias, principal = ctx.alias, ctx.principal
         assert alias is not None and principal is not None, "authorize runs first"
         router = self._table.router
         ctx.operation, ctx.stream = operation, stream
+        write: PendingWrite | None = None
+        if self._cache is not None:
+            cached = await self._cache.lookup(ctx, principal, alias, operation, body, headers or {})
+            write = cached.write
+            if cached.answer is not None:
+                reservation = await self._admission.admit(principal, ctx.request_id, operation, body, alias, router,
+                                                          cache_hit=True)
+                ctx.decision = reservation.decision if reservation else None
+                self._admission.settle_hit(reservation, cached.answer.saved_cost_usd)
+                return self._replay(ctx, cached.answer, body, stream=stream)
         reservation = await self._admission.admit(principal, ctx.request_id, operation, body, alias, router)
         ctx.decision = reservation.decision if reservation else None
         try:
-            return await self._route(ctx, router, reservation, operation, body, stream=stream)
+            return await self._route(ctx, router, reservation, operation, body, stream=stream, write=write)
         except BaseException:
             # The router filled ctx.events with one event per failed attempt.
             ctx.attempts = ctx.attempts or len(ctx.events)
             self._admission.settle(reservation, router, ctx.deployment, None)
             raise
 
+    @staticmethod
+    def _replay(ctx: RequestContext, answer: CachedAnswer, body: dict[str, Any], *, stream: bool,
+                ) -> JsonResult | StreamResult:
+        """6 respond from the cache: the stored JSON, or its replay as a live-shaped stream."""
+        if not stream:
+            return JsonResult(orjson.dumps(answer.body))
+        options = body.get("stream_options")
+        include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
+        ctx.first_frame_at = time.perf_counter()
+        return StreamResult(ctx, ReplayStream(replay_frames(answer.body, include_usage=include_usage)), lambda: None)
+
     async def _route(self, ctx: RequestContext, router: Router, reservation: Reservation | None,
-                     operation: Operation, body: dict[str, Any], *, stream: bool) -> JsonResult | StreamResult:
+                     operation: Operation, body: dict[str, Any], *, stream: bool,
+                     write: PendingWrite | None = None) -> JsonResult | StreamResult:
         alias = ctx.alias
         assert alias is not None
         options = body.get("stream_options")
@@ -153,11 +184,15 @@ class Pipeline:
             ctx.usage = routed.value.usage
             ctx.cost_usd = router.price(routed.deployment).cost(ctx.usage) if ctx.usage else 0.0
             self._admission.settle(reservation, router, routed.deployment, ctx.usage)
+            if write is not None and self._cache is not None:
+                self._cache.store_later(write, routed.value.body)
             return JsonResult(routed.value.body)
         opened = await router.open_stream(alias, call, events=ctx.events, tracer=ctx.trace)
         self._record(ctx, opened)
         ctx.first_frame_at = time.perf_counter()
         upstream, deployment = opened.value, opened.deployment
+        cache = self._cache if write is not None else None
+        recorder = StreamRecorder(upstream) if cache is not None else None
 
         def finished() -> None:
             router.stream_finished(deployment, ctx.usage)
@@ -172,8 +207,11 @@ class Pipeline:
                 usage = Usage(prompt_tokens=reservation.prompt_tokens,
                               completion_tokens=max(0, upstream.relayed - 1))
             self._admission.settle(reservation, router, deployment, usage)
+            assembled = recorder.assembled() if recorder is not None else None
+            if cache is not None and write is not None and assembled is not None:
+                cache.store_later(write, assembled)
 
-        return StreamResult(ctx, upstream, finished)
+        return StreamResult(ctx, recorder or upstream, finished)
 
     @staticmethod
     def _record(ctx: RequestContext, routed: Routed[Any]) -> None:

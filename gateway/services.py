@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from gateway.api.abuse import AbuseGuard
 from gateway.auth import MasterKeyAuthenticator, Principal
+from gateway.cache.service import ResponseCache
 from gateway.errors import AuthenticationFailed
 from gateway.keys.admin import KeyAdmin
 from gateway.keys.authenticator import KeyAuthenticator
@@ -34,6 +35,8 @@ class Services:
     #: "demo" when serving the built-in mock upstream, otherwise the routing file's path.
     source: str
     observer: RequestObserver
+    #: The response cache (both tiers).
+    cache: ResponseCache | None = None
 
     def observe(self, ctx: RequestContext, status: int, error_code: str | None) -> None:
         """Tell the observer once per request; a failing observer never fails a request."""

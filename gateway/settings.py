@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = None
     redis_url: SecretStr | None = None
     qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
     data_dir: Path = Path(".gateway-data")
     #: Request bodies above this size are refused with 413 before they are parsed.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -41,7 +42,7 @@ class Settings(BaseSettings):
     #: Timeout for one Redis call (seconds): a slow store must not hold requests.
     redis_timeout_seconds: float = Field(default=0.25, gt=0)
 
-    @field_validator("master_key", "redis_url", "qdrant_url", "config", mode="before")
+    @field_validator("master_key", "redis_url", "qdrant_url", "qdrant_api_key", "config", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

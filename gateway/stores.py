@@ -12,6 +12,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry as SyncRetry
 
+from gateway.cache.types import EntryStore
 from gateway.embedded import claim_data_dir
 from gateway.keys.store import KeyStore
 from gateway.limits.types import Limiter
@@ -27,6 +28,8 @@ class Stores:
     keys: KeyStore
     limiter: Limiter
     shared: bool
+    #: Stored responses of the cache (both tiers).
+    cache_entries: EntryStore
 
 
 #: One immediate retry on a broken connection (a stale socket after Redis restarted), none on a
@@ -44,6 +47,7 @@ def redis_retry_policy() -> SyncRetry:
 async def _open_redis(settings: Settings, url: str, stack: AsyncExitStack) -> Stores:
     import redis.asyncio as redis
 
+    from gateway.cache.entry_redis import RedisEntryStore
     from gateway.keys.redis_store import RedisKeyStore
     from gateway.limits.failover import FailoverLimiter
     from gateway.limits.local_limiter import LocalLimiter
@@ -64,10 +68,13 @@ async def _open_redis(settings: Settings, url: str, stack: AsyncExitStack) -> St
     stack.push_async_callback(keys.close)
     limiter = FailoverLimiter(RedisLimiter(client()), LocalLimiter(None))
     stack.push_async_callback(limiter.close)
-    return Stores(keys=keys, limiter=limiter, shared=True)
+    cache_entries = RedisEntryStore(client())
+    stack.push_async_callback(cache_entries.close)
+    return Stores(keys=keys, limiter=limiter, shared=True, cache_entries=cache_entries)
 
 
 async def _open_embedded(settings: Settings, stack: AsyncExitStack) -> Stores:
+    from gateway.cache.entry_sqlite import SqliteEntryStore
     from gateway.keys.sqlite_store import SqliteKeyStore
     from gateway.limits.local_limiter import LocalLimiter
     from gateway.limits.sqlite_spend import SqliteSpend
@@ -77,9 +84,11 @@ async def _open_embedded(settings: Settings, stack: AsyncExitStack) -> Stores:
     stack.push_async_callback(keys.close)
     limiter = LocalLimiter(await SqliteSpend.open(settings.data_dir / "spend.sqlite3"))
     stack.push_async_callback(limiter.close)
+    cache_entries = await SqliteEntryStore.open(settings.data_dir / "cache.sqlite3")
+    stack.push_async_callback(cache_entries.close)
     log.info("embedded store in %s: one gateway process (set GATEWAY_REDIS_URL to share state across "
              "replicas)", settings.data_dir)
-    return Stores(keys=keys, limiter=limiter, shared=False)
+    return Stores(keys=keys, limiter=limiter, shared=False, cache_entries=cache_entries)
 
 
 async def open_stores(settings: Settings, stack: AsyncExitStack) -> Stores:

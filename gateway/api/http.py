@@ -78,6 +78,10 @@ def gateway_headers(ctx: RequestContext, *, finished: bool = True) -> dict[str, 
         headers["x-gateway-attempts"] = str(ctx.attempts)
         if ctx.events:
             headers["x-gateway-fallbacks"] = str(sum(e.action == "fallback" for e in ctx.events))
+    if ctx.cache is not None:
+        headers["x-gateway-cache"] = ctx.cache.outcome
+        if ctx.cache.similarity is not None:
+            headers["x-gateway-cache-similarity"] = f"{ctx.cache.similarity:.4f}"
     total_ms = (time.perf_counter() - ctx.started) * 1000
     upstream_ms = ctx.upstream_seconds * 1000
     cache_ms = sum(ctx.cache.lookup_seconds.values()) * 1000 if ctx.cache is not None else 0.0

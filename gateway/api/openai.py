@@ -46,7 +46,8 @@ async def _handle(request: Request, services: Services, operation: Operation,
     validate_body(schema, body)
     pipeline.authorize(ctx, body["model"])
     stream = bool(body.get("stream")) and operation != "embedding"
-    result = await cancel_on_disconnect(request, pipeline.call(ctx, operation, body, stream=stream))
+    result = await cancel_on_disconnect(request, pipeline.call(ctx, operation, body, stream=stream,
+                                                               headers=request.headers))
     if isinstance(result, JsonResult):
         services.observe(ctx, 200, None)
         return json_response(result.body, gateway_headers(ctx))

@@ -106,12 +106,13 @@ class Admission:
         self._background = background
 
     async def admit(self, principal: Principal, request_id: str, operation: Operation, body: dict[str, Any],
-                    alias: str, router: Router) -> Reservation | None:
+                    alias: str, router: Router, *, cache_hit: bool = False) -> Reservation | None:
+        """A cache hit (``cache_hit``) takes a request slot only: no tokens, concurrency or budget."""
         quota = quota_for(principal, router.config.limit_settings, alias)
         if quota is None:
             return None
         tokens, cost, prompt = 0, 0.0, 0
-        if quota.tpm is not None or quota.model_tpm is not None or quota.budget_usd is not None:
+        if not cache_hit and (quota.tpm is not None or quota.model_tpm is not None or quota.budget_usd is not None):
             deployments = router.deployments_in_chain(alias)
             prompt, completion = estimate_tokens(operation, body, deployments[0].litellm_model,
                                                  router.config.limit_settings.default_completion_tokens)
@@ -119,7 +120,8 @@ class Admission:
             # Reserve the dearest deployment that could answer, fallbacks included: never too little.
             cost = max(router.price(d).cost(Usage(prompt_tokens=prompt, completion_tokens=completion))
                        for d in deployments)
-        ask = Ask(reservation_id=f"{request_id}:{uuid.uuid4().hex[:8]}", tokens=tokens, cost_usd=cost)
+        ask = Ask(reservation_id=f"{request_id}:{uuid.uuid4().hex[:8]}", tokens=tokens, cost_usd=cost,
+                  cache_hit=cache_hit)
         pending = asyncio.ensure_future(self._limiter.admit(quota, ask, time.time()))
         try:
             # Shielded: if the client leaves mid-admission, the store call still completes, and
@@ -147,6 +149,14 @@ class Admission:
         cost = router.price(deployment).cost(used) if deployment is not None else 0.0
         spend = Spend(model=reservation.alias, input_tokens=used.prompt_tokens,
                       output_tokens=used.completion_tokens, cost_usd=cost)
+        self._background.spawn(self._settle(reservation, spend))
+
+    def settle_hit(self, reservation: Reservation | None, saved_usd: float) -> None:
+        """Settle a cache hit: nothing used or charged, ``saved_usd`` recorded in the ledger."""
+        if reservation is None or reservation.settled:
+            return
+        reservation.settled = True
+        spend = Spend(model=reservation.alias, input_tokens=0, output_tokens=0, cost_usd=0.0, saved_usd=saved_usd)
         self._background.spawn(self._settle(reservation, spend))
 
     async def _settle(self, reservation: Reservation, spend: Spend) -> None:
