@@ -4,8 +4,9 @@ UV_VERSION := 0.13.8
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench bench-compare clean
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
@@ -26,6 +27,11 @@ bench: install  ## load, engine-cost and limiter benchmarks (wrk from Debian)
 	$(UV) run --frozen python bench/load.py
 	$(UV) run --frozen python bench/engine_cost.py
 	$(UV) run --frozen python bench/limiter.py
+
+bench-compare: install  ## the gateway vs LiteLLM Proxy, Portkey and a bare forwarder (peers go to bench/.peers/)
+	@command -v wrk >/dev/null && command -v nginx >/dev/null && test -f /usr/lib/nginx/modules/ngx_http_echo_module.so \
+		|| (apt-get update -qq && apt-get install -y -qq wrk nginx-light libnginx-mod-http-echo)
+	$(UV) run --frozen python bench/compare.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .gateway-data

@@ -1,5 +1,5 @@
--- wrk script for bench/load.py, bench/compare.py, bench/soak.py and bench/profile.py: POSTs one chat completion body,
--- checks each response, and prints a machine-readable summary from done().
+-- wrk script for bench/load.py, compare.py, soak.py and profile_gateway.py: POSTs one chat completion
+-- body, checks each response, and prints a machine-readable summary from done().
 --
 -- Arguments (after wrk's `--`): BODY_FILE TOKEN MODE [OPTION ...]
 --   BODY_FILE  path to the JSON request body

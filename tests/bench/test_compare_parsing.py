@@ -1,0 +1,85 @@
+"""bench/'s pure parts on canned input: wrk's summary line, the comparison tables, the soak verdict, py-spy stacks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import compare_report
+import profile_gateway
+import soak
+import wrk_runner
+
+WRK_STDOUT = """\
+Running 5s test @ http://127.0.0.1:40000/v1/chat/completions
+  1 threads and 16 connections
+  8000 requests in 5.00s, 3.1MB read
+BENCH requests=8000 duration_us=5000000 p50_us=1950 p99_us=4100 non200=3 broken=0 connect=0 read=1 write=0 timeout=0
+"""
+
+
+def test_wrk_summary_is_parsed_and_only_occurring_errors_kept() -> None:
+    result = wrk_runner.result_from(wrk_runner.parse_summary(WRK_STDOUT), cpu_s=0.5)
+    assert (result.requests, result.duration_s, result.p50_ms, result.p99_ms) == (8000, 5.0, 1.95, 4.1)
+    assert result.errors == {"non200": 3, "read": 1}
+    assert result.cpu_s == 0.5
+
+
+def test_wrk_output_without_summary_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no BENCH line"):
+        wrk_runner.parse_summary("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_wrk_argv_carries_headers_and_nonce() -> None:
+    job = wrk_runner.WrkJob("http://127.0.0.1:1/v1/chat/completions", Path("body.json"), 16, token="sk-x",
+                            stream=True, headers=(("x-portkey-provider", "openai"),), nonce="abc")
+    argv = wrk_runner.argv(job, 5, 1)
+    assert argv[:3] == ["taskset", "-c", "1"]
+    assert argv[argv.index("--") + 1:] == ["body.json", "sk-x", "stream", "header=x-portkey-provider: openai",
+                                           "unique=abc"]
+
+
+def _m(rps: float, p50: float, cpu: float, *, noisy: bool = False, ttfb: float | None = None
+       ) -> compare_report.Measurement:
+    return compare_report.Measurement(rps=rps, p50_ms=p50, p99_ms=p50 * 2, cpu_ms_per_request=cpu, rss_mb=100,
+                                      requests=int(rps * 5), warnings=["busy"] if noisy else [], ttfb_p50_ms=ttfb)
+
+
+def test_summaries_take_medians_and_count_noisy_rounds() -> None:
+    summary = compare_report.summarize("gw", [_m(100, 9, 1.0), _m(300, 3, 0.5, noisy=True), _m(200, 5, 0.7)], [])
+    assert (summary.rps, summary.p50_ms, summary.cpu_ms_per_request) == (200, 5, 0.7)
+    assert (summary.rounds, summary.noisy_rounds, summary.warnings) == (3, 1, ["busy"])
+
+
+def test_table_has_added_latency_ratios_flags_and_failures() -> None:
+    table = compare_report.Table("stream-c16", "Streaming", "mock", "gw", ("peer", "absent"), streaming=True)
+    rows = [
+        compare_report.summarize("mock", [_m(10_000, 1, 0.01, ttfb=0.2)], []),
+        compare_report.summarize("gw", [_m(1_000, 4, 1.0, noisy=True, ttfb=1.2)], []),
+        compare_report.summarize("peer", [_m(250, 20, 4.0, ttfb=25.2)], []),
+        compare_report.summarize("absent", [], ["did not start"]),
+    ]
+    text = compare_report.render(table, rows)
+    assert "| gw ⚠ 1/1 noisy | 1,000 | 4.00 | 8.00 | +3.00 | +6.00 | 1.20 | +1.00 | 1.00 | 100 | 0 |" in text
+    assert "| absent | — | — | — | — | — | — | — | — | — | did not start |" in text
+    assert "gw ÷ peer: req/s x4.00, CPU ms/req x0.25" in text
+    assert "> ⚠ busy" in text
+
+
+def test_soak_verdict_reads_the_second_half() -> None:
+    assert soak.is_flat([(0, 200.0), (10_000, 230.0), (20_000, 231.0), (30_000, 232.0)]) == (True, 2.0)
+    flat, growth = soak.is_flat([(0, 200.0), (10_000, 230.0), (20_000, 250.0), (30_000, 270.0)])
+    assert not flat and growth == 40.0
+
+
+def test_collapsed_stacks_give_self_and_inclusive_shares() -> None:
+    text = ("main (/x/gateway/cli.py:10);call (/x/site-packages/gateway/pipeline.py:5);json (/usr/lib/python3.11/"
+            "json/__init__.py:3) 3\nmain (/x/gateway/cli.py:10);call (/x/site-packages/gateway/pipeline.py:7) 1\n")
+    self_counts, inclusive, total = profile_gateway.parse_collapsed(text)
+    assert total == 4
+    assert self_counts["json (stdlib:json/__init__.py:3)"] == 3
+    assert inclusive["call (gateway/pipeline.py)"] == 4
