@@ -81,8 +81,10 @@ def test_counters_move_by_exactly_the_requests_made(gateway: Process, client: op
         reply.usage.completion_tokens + streamed.completion_tokens)
     assert moved("gen_ai_client_operation_duration_seconds_count", gen_ai_operation_name="chat",
                  gen_ai_request_model="echo", gen_ai_provider_name="openai") == 2
-    # One retry on the broken alias, then the final error: the deployment is the alias's only one.
-    assert moved("gateway_upstream_errors_total", deployment="broken-1", code="upstream_error") == 1
+    # Both failed attempts of the broken alias (a retry, then the give-up), each counted once.
+    assert moved("gateway_upstream_errors_total", deployment="broken-1", code="upstream_error") == 2
+    assert moved("gateway_retries_total", alias="broken") == 1
+    assert moved("gateway_fallbacks_total", alias="broken") == 0
     assert sample(after, "gateway_requests_in_flight", route="chat") == 0
     assert sample(after, "gateway_deployment_cooling_down", deployment="echo-1") == 0
     assert not [key for key in after if any(MADE_UP in value for _, value in key[1])]
