@@ -223,7 +223,9 @@ def table_for(key: str, names: list[str]) -> Table:
 
 def goals(summaries: dict[str, list[Summary]], start: startup.Result | None) -> list[Goal]:
     def get(key: str, name: str) -> Summary | None:
-        return next((s for s in summaries.get(key, []) if s.label == targets.LABELS[name] and s.ok), None)
+        # A target that completed nothing in its windows (all timed out) has no ratio to offer.
+        return next((s for s in summaries.get(key, []) if s.label == targets.LABELS[name] and s.ok and s.rps > 0
+                     and s.cpu_ms_per_request > 0), None)
 
     out: list[Goal] = []
     ours, lite, port, fwd = (get("chat-c16", n) for n in ("gateway", "litellm", "portkey", "forwarder"))
