@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway import __version__
-from gateway.api import admin, health, metrics_route, openai
+from gateway.api import admin, cache_admin, health, metrics_route, openai
 from gateway.api.abuse import AbuseGuard
 from gateway.api.error_handler import install_error_handlers
 from gateway.auth import MasterKeyAuthenticator
@@ -153,6 +153,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
     install_error_handlers(app)
     app.include_router(openai.router)
     app.include_router(admin.router)
+    app.include_router(cache_admin.router)
     app.include_router(health.router)
     app.include_router(metrics_route.router)
     return app

@@ -1,4 +1,4 @@
-"""``llm-gateway serve | check-config | mock-upstream | keys``.
+"""``llm-gateway serve | check-config | mock-upstream | keys | cache``.
 
 Imports are deferred to the command that needs them: ``check-config`` and ``mock-upstream`` must not
 pay for importing litellm.
@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli_keys import add_keys_command
 
     add_keys_command(commands)
+    from gateway.cli_cache import add_cache_command
+
+    add_cache_command(commands)
     return parser
 
 

@@ -1,7 +1,7 @@
 """Between a stored ``chat.completion`` and a stream, both ways.
 
 ``replay_frames`` turns a cached completion into the SSE frames a live stream would have carried,
-in a live stream's order: per choice a role chunk, the content (or tool-call header and arguments)
+in a live stream's order and with its fields: per choice a role chunk, the content (or tool-call header and arguments)
 chunk, a finish chunk; then the usage chunk only when the client asked for it; then ``[DONE]``.
 
 ``StreamRecorder`` sits between an upstream stream and the client, copies its frames, and at the end
@@ -67,8 +67,9 @@ def replay_frames(body: dict[str, Any], *, include_usage: bool) -> list[bytes]:
     for name in ("service_tier", "system_fingerprint"):
         if name in body:
             base[name] = body[name]
-    if include_usage:
-        base["usage"] = None
+    # Live chunks carry "usage": null whether or not the client asked for usage: the gateway asks the
+    # provider for it on every stream (to account for it) and drops only the final usage chunk.
+    base["usage"] = None
     frames = []
     for choice in body.get("choices") or []:
         for delta, logprobs, finish in _choice_chunks(choice):
