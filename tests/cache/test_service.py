@@ -330,3 +330,19 @@ def test_replayed_frames_assemble_back_into_the_cached_completion() -> None:
         assert assembled["choices"][0]["message"] == original["choices"][0]["message"]
         assert assembled["usage"] == original["usage"]
         assert len(replay_frames(original, include_usage=False)) == len(frames) - 1
+
+
+async def test_the_sweep_task_removes_expired_vectors(entry_store: EntryStore, edge_index: EdgeVectorIndex,
+                                                      memo: MemoEmbedder) -> None:
+    harness = _harness(entry_store, edge_index, memo, sweep_seconds=0.05)
+    await harness.fill(chat(), headers={"x-gateway-cache-ttl": "0.1"})
+    await harness.fill(chat("What is the largest ocean on Earth?"))
+    assert edge_index.count() == 2
+    sweeper = asyncio.create_task(harness.cache.sweep_forever())
+    try:
+        deadline = asyncio.get_running_loop().time() + 3
+        while edge_index.count() > 1 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        sweeper.cancel()
+    assert edge_index.count() == 1
