@@ -204,7 +204,8 @@ async def test_a_thousand_cross_tenant_tries_get_nothing(harness: Harness) -> No
         teammate_hits += (await harness.lookup(chat(question), who=ALBERT))[0].answer is not None
         teammate_hits += (await harness.lookup(chat(paraphrase), who=ALBERT))[0].answer is not None
     assert teammate_hits >= len(PROMPTS) + len(PROMPTS) // 2
-    attackers = [Principal(key_id=f"key_x{i}", alias=f"x{i}", role="user", team=team)
+    # Other teams, keys without a team, near-miss team names, and key ids spelled like the team.
+    attackers = [Principal(key_id=f"key_x{i}" if i % 10 else "red", alias=f"x{i}", role="user", team=team)
                  for i, team in zip(range(50), itertools.cycle(["blue", None, "Red", "red ", "", "team:red"]),
                                     strict=False)]
     tries = hits = 0
