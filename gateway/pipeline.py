@@ -60,6 +60,10 @@ class RequestContext:
     status: int | None = None
     error_code: str | None = None
 
+    def note_decision(self, decision: Decision) -> None:
+        """The limiter's decision, refusals included (metrics and traces name the binding limit)."""
+        self.decision = decision
+
 
 @dataclass(slots=True)
 class JsonResult:
@@ -140,12 +144,11 @@ class Pipeline:
             write = cached.write
             if cached.answer is not None:
                 reservation = await self._admission.admit(principal, ctx.request_id, operation, body, alias, router,
-                                                          cache_hit=True)
-                ctx.decision = reservation.decision if reservation else None
+                                                          cache_hit=True, on_decision=ctx.note_decision)
                 self._admission.settle_hit(reservation, cached.answer.saved_cost_usd)
                 return self._replay(ctx, cached.answer, body, stream=stream)
-        reservation = await self._admission.admit(principal, ctx.request_id, operation, body, alias, router)
-        ctx.decision = reservation.decision if reservation else None
+        reservation = await self._admission.admit(principal, ctx.request_id, operation, body, alias, router,
+                                                  on_decision=ctx.note_decision)
         try:
             return await self._route(ctx, router, reservation, operation, body, stream=stream, write=write)
         except BaseException:

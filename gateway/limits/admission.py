@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,8 +106,10 @@ class Admission:
         self._background = background
 
     async def admit(self, principal: Principal, request_id: str, operation: Operation, body: dict[str, Any],
-                    alias: str, router: Router, *, cache_hit: bool = False) -> Reservation | None:
-        """A cache hit (``cache_hit``) takes a request slot only: no tokens, concurrency or budget."""
+                    alias: str, router: Router, *, cache_hit: bool = False,
+                    on_decision: Callable[[Decision], None] | None = None) -> Reservation | None:
+        """A cache hit (``cache_hit``) takes a request slot only: no tokens, concurrency or budget.
+        ``on_decision`` hears the limiter's decision before a refusal is raised (metrics, traces)."""
         quota = quota_for(principal, router.config.limit_settings, alias)
         if quota is None:
             return None
@@ -130,6 +132,8 @@ class Admission:
         except asyncio.CancelledError:
             pending.add_done_callback(lambda done: self._release_orphan(done, quota, ask, alias))
             raise
+        if on_decision is not None:
+            on_decision(decision)
         if not decision.allowed:
             raise refusal(decision, rate_limit_headers(decision))
         return Reservation(quota, ask, decision, alias, prompt_tokens=prompt)

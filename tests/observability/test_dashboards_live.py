@@ -225,7 +225,7 @@ MOVED = [
     'sum(gateway_upstream_errors_total{deployment="broken-1",code="upstream_error"})',
     'sum(gateway_upstream_errors_total{deployment="primary-1"})',
     'sum(gateway_stream_errors_total{alias="cut"})',
-    'sum(gateway_limiter_rejections_total{key_alias="tiny",team="search",reason=~"rate|rpm"})',
+    'sum(gateway_limiter_rejections_total{key_alias="tiny",team="search",reason="rpm"})',
     'max(gateway_key_budget_used_ratio{key_alias="svc",team="search"})',
     'sum(gateway_cost_usd_total{key_alias="batch",team="data"})',
     'sum(gateway_time_to_first_token_seconds_count{alias="chat"})',
