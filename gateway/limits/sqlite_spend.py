@@ -2,9 +2,10 @@
 ledger per (key, day, model), in ``spend.sqlite3`` under the data dir.
 
 Only settled money is here; windows and reservations live in the LocalLimiter's memory (they are
-at most a lease old). Every statement runs on one connection owned by one worker thread, so writes
-are serialised in call order and the event loop never waits on disk; a read queued after a write
-sees it.
+at most a lease old). Every statement runs on one connection owned by one worker thread, so the event
+loop never waits on disk. Records are group-committed (``SqliteFile.write``: one transaction per
+burst of settlements, not per request); a read (``spent_micros``, ``ledger``) waits for the records
+queued before it, so it sees them.
 """
 
 from __future__ import annotations
@@ -59,25 +60,20 @@ class SpendRecord:
 
 
 def _record(conn: sqlite3.Connection, r: SpendRecord) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    """Runs inside a group commit (``SqliteFile.write``): the ledger row and the bucket land together."""
+    conn.execute(
+        "INSERT INTO ledger VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT (key_id, day, model) DO UPDATE SET"
+        " requests = requests + 1, input_tokens = input_tokens + excluded.input_tokens,"
+        " output_tokens = output_tokens + excluded.output_tokens,"
+        " cost_micros = cost_micros + excluded.cost_micros, saved_micros = saved_micros + excluded.saved_micros",
+        (r.key_id, r.day, r.model, r.input_tokens, r.output_tokens, r.cost_micros, r.saved_micros),
+    )
+    if r.period_id is not None:
         conn.execute(
-            "INSERT INTO ledger VALUES (?, ?, ?, 1, ?, ?, ?, ?) ON CONFLICT (key_id, day, model) DO UPDATE SET"
-            " requests = requests + 1, input_tokens = input_tokens + excluded.input_tokens,"
-            " output_tokens = output_tokens + excluded.output_tokens,"
-            " cost_micros = cost_micros + excluded.cost_micros, saved_micros = saved_micros + excluded.saved_micros",
-            (r.key_id, r.day, r.model, r.input_tokens, r.output_tokens, r.cost_micros, r.saved_micros),
+            "INSERT INTO budget_spent VALUES (?, ?, ?) ON CONFLICT (key_id, period_id) DO UPDATE SET"
+            " spent_micros = spent_micros + excluded.spent_micros",
+            (r.key_id, r.period_id, r.cost_micros),
         )
-        if r.period_id is not None:
-            conn.execute(
-                "INSERT INTO budget_spent VALUES (?, ?, ?) ON CONFLICT (key_id, period_id) DO UPDATE SET"
-                " spent_micros = spent_micros + excluded.spent_micros",
-                (r.key_id, r.period_id, r.cost_micros),
-            )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 class SqliteSpend:
@@ -104,8 +100,9 @@ class SqliteSpend:
         return int(row[0]) if row else 0
 
     async def record(self, record: SpendRecord) -> None:
-        """Add one settled request to the ledger and, with a period, to that budget bucket (one transaction)."""
-        await self._file.run(lambda conn: _record(conn, record))
+        """Add one settled request to the ledger and, with a period, to that budget bucket, in the next
+        group commit (the records settled meanwhile share its transaction); returns once committed."""
+        await self._file.write(lambda conn: _record(conn, record))
 
     async def ledger(self, key_id: str) -> list[LedgerRow]:
         rows = await self._file.run(lambda conn: conn.execute(

@@ -29,6 +29,33 @@ async def test_concurrent_writes_all_land(tmp_path: Path) -> None:
         await spend.close()
 
 
+async def test_reads_see_records_still_waiting_for_their_commit(tmp_path: Path) -> None:
+    spend = await SqliteSpend.in_dir(tmp_path)
+    try:
+        pending = [asyncio.ensure_future(spend.record(record(10))) for _ in range(3)]
+        await asyncio.sleep(0)  # queued for the next group commit, not committed yet
+        assert await spend.spent_micros("k", "d2024-03-13") == 30
+        more = asyncio.ensure_future(spend.record(record(1)))
+        await asyncio.sleep(0)
+        assert [r.requests for r in await spend.ledger("k")] == [4]
+        await asyncio.gather(*pending, more)
+    finally:
+        await spend.close()
+
+
+async def test_close_commits_queued_records(tmp_path: Path) -> None:
+    spend = await SqliteSpend.in_dir(tmp_path)
+    pending = [asyncio.ensure_future(spend.record(record(10))) for _ in range(5)]
+    await asyncio.sleep(0)
+    await spend.close()
+    await asyncio.gather(*pending)
+    reopened = await SqliteSpend.in_dir(tmp_path)
+    try:
+        assert await reopened.spent_micros("k", "d2024-03-13") == 50
+    finally:
+        await reopened.close()
+
+
 async def test_file_is_wal_and_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / FILENAME
     spend = await SqliteSpend.open(path)
