@@ -195,7 +195,7 @@ class Pipeline:
         ctx.first_frame_at = time.perf_counter()
         upstream, deployment = opened.value, opened.deployment
         cache = self._cache if write is not None else None
-        recorder = StreamRecorder(upstream) if cache is not None else None
+        recorder = StreamRecorder(upstream) if cache is not None else None  # hooks into the stream's chunks
 
         def finished() -> None:
             router.stream_finished(deployment, ctx.usage)
@@ -214,7 +214,7 @@ class Pipeline:
             if cache is not None and write is not None and assembled is not None:
                 cache.store_later(write, assembled)
 
-        return StreamResult(ctx, recorder or upstream, finished)
+        return StreamResult(ctx, upstream, finished)
 
     @staticmethod
     def _record(ctx: RequestContext, routed: Routed[Any]) -> None:

@@ -4,9 +4,9 @@
 in a live stream's order and with its fields: per choice a role chunk, the content (or tool-call header and arguments)
 chunk, a finish chunk; then the usage chunk only when the client asked for it; then ``[DONE]``.
 
-``StreamRecorder`` sits between an upstream stream and the client, copies its frames, and at the end
-assembles them into one ``chat.completion`` — only for a stream that ended with ``[DONE]`` and no
-error, so a cut or failed stream is never cached.
+``StreamRecorder`` watches the chunks an upstream stream relays (as the engine parsed them: nothing is
+parsed twice) and at the end assembles them into one ``chat.completion`` — only for a stream that
+ended with ``[DONE]`` and no error, so a cut or failed stream is never cached.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gateway.routing.types import DONE_FRAME, UpstreamStream, Usage
+from gateway.routing.types import DONE_FRAME, ChunkObserver, UpstreamStream, Usage
 
 #: Streams larger than this are relayed but not recorded.
 MAX_RECORDED_BYTES = 1 << 20
@@ -82,8 +82,8 @@ def replay_frames(body: dict[str, Any], *, include_usage: bool) -> list[bytes]:
 
 
 class ReplayStream:
-    """A cached answer as an ``UpstreamStream``, so the SSE response relays it like a live one. It
-    reports no usage: nothing was used upstream."""
+    """A cached answer as an ``UpstreamStream``, so the SSE response relays it like a live one: all its
+    frames at once, since they are all there. It reports no usage: nothing was used upstream."""
 
     def __init__(self, frames: list[bytes]) -> None:
         self._frames = frames
@@ -93,14 +93,20 @@ class ReplayStream:
         self.finish_reasons: list[str] = []
         self.error: Exception | None = None
         self.relayed = 0
+        self.finished = False
+        self.on_chunk: ChunkObserver | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[bytes]:
-        for frame in self._frames:
-            yield frame
-            self.relayed += 1
+        if self.on_chunk is not None:
+            for frame in self._frames:
+                if frame != DONE_FRAME:
+                    self.on_chunk(orjson.loads(frame[len(b"data: "):]), len(frame))
+        yield b"".join(self._frames)
+        self.relayed += len(self._frames)
+        self.finished = bool(self._frames) and self._frames[-1] == DONE_FRAME
 
     async def aclose(self) -> None:
         return None
@@ -152,79 +158,54 @@ class _Choice:
 
 
 class StreamRecorder:
-    """An ``UpstreamStream`` that relays another one and keeps a copy of its frames."""
+    """Records a stream through its ``on_chunk`` hook (set here, before the stream is iterated)."""
 
-    def __init__(self, inner: UpstreamStream) -> None:
-        self._inner = inner
-        self._frames: list[bytes] | None = []
+    def __init__(self, stream: UpstreamStream) -> None:
+        self._stream = stream
         self._size = 0
-        self._done = False
-        self.usage: Usage | None = None
-        self.response_model: str | None = None
-        self.response_id: str | None = None
-        self.finish_reasons: list[str] = []
-        self.error: Exception | None = None
-        self.relayed = 0
-        self._sync()
+        #: False once the stream passed MAX_RECORDED_BYTES or relayed something unexpected.
+        self._recording = True
+        self._head: dict[str, Any] | None = None
+        self._choices: dict[int, _Choice] = {}
+        self._usage: Any = None
+        stream.on_chunk = self._add
 
-    def _sync(self) -> None:
-        """Mirror what the inner stream learnt so far (readers of an ``UpstreamStream`` read attributes)."""
-        inner = self._inner
-        self.usage, self.response_model, self.response_id = inner.usage, inner.response_model, inner.response_id
-        self.finish_reasons, self.error, self.relayed = inner.finish_reasons, inner.error, inner.relayed
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
+    def _add(self, chunk: dict[str, Any], size: int) -> None:
+        if not self._recording:
+            return
+        self._size += size
+        if self._size > MAX_RECORDED_BYTES or "error" in chunk:
+            self._stop()
+            return
         try:
-            async for frame in self._inner:
-                if frame == DONE_FRAME:
-                    self._done = True
-                elif self._frames is not None:
-                    self._size += len(frame)
-                    if self._size > MAX_RECORDED_BYTES:
-                        self._frames = None
-                    else:
-                        self._frames.append(frame)
-                self._sync()
-                yield frame
-        finally:
-            self._sync()
+            if self._head is None:
+                self._head = chunk
+            if chunk.get("usage"):
+                self._usage = chunk["usage"]
+            for entry in chunk.get("choices") or []:
+                index = int(entry.get("index", 0))
+                choice = self._choices.get(index)
+                if choice is None:
+                    choice = self._choices[index] = _Choice(index)
+                choice.add(entry)
+        except (AttributeError, TypeError, ValueError):  # a shape the client may accept, the cache does not
+            self._stop()
 
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            self._sync()
+    def _stop(self) -> None:
+        self._recording = False
+        self._head, self._choices, self._usage = None, {}, None
 
     def assembled(self) -> dict[str, Any] | None:
         """The stream as one chat.completion, or None when it did not end cleanly with [DONE]."""
-        if not self._done or self._frames is None or self._inner.error is not None:
+        stream = self._stream
+        if not stream.finished or stream.error is not None or not self._recording:
             return None
-        head: dict[str, Any] | None = None
-        choices: dict[int, _Choice] = {}
-        usage: Any = None
-        for frame in self._frames:
-            for line in frame.split(b"\n"):
-                if not line.startswith(b"data:"):
-                    continue
-                try:
-                    chunk = orjson.loads(line[5:].strip())
-                except orjson.JSONDecodeError:
-                    return None
-                if not isinstance(chunk, dict) or "error" in chunk:
-                    return None
-                head = head or chunk
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                for entry in chunk.get("choices") or []:
-                    index = int(entry.get("index", 0))
-                    choices.setdefault(index, _Choice(index)).add(entry)
+        head, choices = self._head, self._choices
         if head is None or not choices or any(c.finish is None for c in choices.values()):
             return None
-        if usage is None and self._inner.usage is not None:
-            usage = _usage_block(self._inner.usage)
+        usage = self._usage
+        if usage is None and stream.usage is not None:
+            usage = _usage_block(stream.usage)
         body: dict[str, Any] = {"id": head.get("id"), "object": "chat.completion", "created": head.get("created"),
                                 "model": head.get("model"), "choices": [choices[i].render() for i in sorted(choices)]}
         if usage is not None:

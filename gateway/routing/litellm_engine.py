@@ -177,12 +177,17 @@ class LitellmStream(FrameRelay):
         usage = data.get("usage")
         if usage:
             self.usage = Usage.from_openai(usage)
-            if not data.get("choices"):
-                return b"data: " + orjson.dumps(data) + b"\n\n" if self._client_wants_usage else None
-        data.pop("usage", None)
-        return b"data: " + orjson.dumps(data) + b"\n\n"
+        if usage and not data.get("choices"):  # the final usage chunk
+            if not self._client_wants_usage:
+                return None
+        else:
+            data.pop("usage", None)
+        frame = b"data: " + orjson.dumps(data) + b"\n\n"
+        self._observe(data, len(frame))
+        return frame
 
-    async def _read_frame(self) -> bytes:
+    async def _read(self) -> tuple[bytes, int]:
+        """One event per read: litellm hands over its chunks one at a time."""
         while True:
             with translate_litellm_errors(self._deployment):
                 try:
@@ -193,10 +198,10 @@ class LitellmStream(FrameRelay):
                         # finish_reason did not finish.
                         raise UpstreamBadResponse(
                             f"deployment {self._deployment.describe()} ended the stream early") from None
-                    return DONE_FRAME
+                    return DONE_FRAME, 1
             frame = self._frame(chunk)
             if frame is not None:
-                return frame
+                return frame, 1
 
     async def aclose(self) -> None:
         closer = getattr(self._iterator, "aclose", None) or getattr(self._response, "aclose", None)

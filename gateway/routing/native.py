@@ -1,8 +1,9 @@
 """The native engine: forward the client's body to an OpenAI-wire deployment and relay the bytes.
 
 Only what accounting needs is read from the response (usage, model); the JSON the client receives is
-the provider's own. A stream is parsed frame by frame so that a malformed frame, a provider error
-event or a cut connection is reported to the client as an error event instead of a clean ``[DONE]``.
+the provider's own. A stream is parsed event by event so that a malformed event, a provider error
+event or a cut connection is reported to the client as an error event instead of a clean ``[DONE]``;
+the events that arrived together are relayed together.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ PATHS: dict[Operation, str] = {
     "completion": "/completions",
     "embedding": "/embeddings",
 }
+
+#: A stream event (one ``data:`` line) longer than this ends the stream with an error.
+MAX_EVENT_BYTES = 4 << 20
 
 
 def _target(deployment: Deployment, operation: Operation) -> tuple[str, dict[str, str]]:
@@ -144,7 +148,8 @@ class NativeEngine:
 
 
 class NativeStream(FrameRelay):
-    """Relays an OpenAI SSE stream frame by frame (see ``UpstreamStream``)."""
+    """Relays an OpenAI SSE stream (see ``UpstreamStream``). Each read relays every complete event
+    already received, checked one by one, as one blob of frames."""
 
     def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment,
                  client_wants_usage: bool) -> None:
@@ -152,16 +157,35 @@ class NativeStream(FrameRelay):
         self._response = response
         self._deployment = deployment
         self._client_wants_usage = client_wants_usage
+        #: The start of a line whose end has not arrived yet.
+        self._partial: list[bytes] = []
+        self._partial_size = 0
+        #: A failure found after some frames of the same read: raised by the next read.
+        self._failure: GatewayError | None = None
 
-    async def _next_payload(self) -> bytes | None:
-        """The next ``data:`` payload, or None when the connection ends."""
-        content = self._response.content
-        while True:
-            line = await content.readline()
-            if not line:
-                return None
-            if line.startswith(b"data:"):
-                return line[5:].strip()
+    def _lines(self, data: bytes) -> list[bytes]:
+        """The lines ``data`` completes, a line may span several reads; at the end of the
+        connection (``data`` empty), the unterminated rest."""
+        if not data:
+            rest = b"".join(self._partial)
+            self._partial, self._partial_size = [], 0
+            return [rest]
+        if b"\n" not in data:
+            self._partial.append(data)
+            self._partial_size += len(data)
+            if self._partial_size > MAX_EVENT_BYTES:
+                raise UpstreamBadResponse(
+                    f"deployment {self._deployment.describe()} sent a stream event over {MAX_EVENT_BYTES} bytes")
+            return []
+        if self._partial:
+            self._partial.append(data)
+            data = b"".join(self._partial)
+            self._partial, self._partial_size = [], 0
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            self._partial, self._partial_size = [tail], len(tail)
+        return lines
 
     def _frame(self, payload: bytes) -> bytes | None:
         try:
@@ -179,34 +203,54 @@ class NativeStream(FrameRelay):
             self.response_model = chunk.get("model")
             self.response_id = chunk.get("id")
         choices = chunk.get("choices")
-        if choices:
-            self.finish_reasons.extend(finish_reasons(choices))
+        if choices and isinstance(choices, list):
+            for choice in choices:  # finish_reasons(), without a tuple per chunk
+                reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+                if reason:
+                    self.finish_reasons.append(str(reason))
         usage = chunk.get("usage")
         if usage:
             self.usage = Usage.from_openai(usage)
-            if not self._client_wants_usage and not chunk.get("choices"):
+            if not self._client_wants_usage and not choices:
                 return None
-        return b"data: " + payload + b"\n\n"
+        frame = b"data: " + payload + b"\n\n"
+        self._observe(chunk, len(frame))
+        return frame
 
-    async def _read_frame(self) -> bytes:
-        while True:
+    async def _read(self) -> tuple[bytes, int]:
+        if self._failure is not None:
+            raise self._failure
+        frames: list[bytes] = []
+        content = self._response.content
+        while not frames:
             try:
-                payload = await self._next_payload()
+                data = await content.readany()
             except (TimeoutError, aiohttp.ClientError) as error:
                 raise _transport_error(error, self._deployment) from error
-            if payload is None:
-                raise UpstreamBadResponse(
-                    f"deployment {self._deployment.describe()} ended the stream before [DONE]")
-            if payload == b"[DONE]":
-                return DONE_FRAME
-            frame = self._frame(payload)
-            if frame is not None:
-                return frame
+            try:
+                for line in self._lines(data):
+                    if not line.startswith(b"data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == b"[DONE]":
+                        frames.append(DONE_FRAME)
+                        return b"".join(frames), len(frames)
+                    frame = self._frame(payload)
+                    if frame is not None:
+                        frames.append(frame)
+                if not data:
+                    raise UpstreamBadResponse(
+                        f"deployment {self._deployment.describe()} ended the stream before [DONE]")
+            except GatewayError as error:
+                if not frames:
+                    raise
+                self._failure = error
+        return b"".join(frames), len(frames)
 
     async def aclose(self) -> None:
         # release() returns a finished connection to the pool; close() drops one mid-stream, which
         # is how the upstream learns that the client went away.
-        if self._finished:
+        if self.finished:
             self._response.release()
         else:
             self._response.close()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.routing.deployments import Deployment, Operation
 
 DONE_FRAME = b"data: [DONE]\n\n"
+
+#: Told about each chunk a stream relays to the client: the chunk as the engine parsed it, and the
+#: size in bytes of its SSE frame. It must not raise (the stream's own reads call it).
+ChunkObserver = Callable[[dict[str, Any], int], None]
 
 
 @dataclass(slots=True)
@@ -64,8 +68,9 @@ def finish_reasons(choices: object) -> tuple[str, ...]:
 
 class UpstreamStream(Protocol):
     """An upstream stream that has already produced its first event (so it can still be retried
-    until then). Iterating yields complete SSE frames ready for the client; a failure after the
-    first frame is reported as an error frame and no ``[DONE]``."""
+    until then). Iterating yields complete SSE frames ready for the client, several at a time when
+    several events were already there (a blob that holds ``[DONE]`` ends with it and is the last);
+    a failure after the first frame is reported as an error frame and no ``[DONE]``."""
 
     usage: Usage | None
     response_model: str | None
@@ -73,7 +78,12 @@ class UpstreamStream(Protocol):
     #: Every finish reason seen, in order (one per choice).
     finish_reasons: list[str]
     error: Exception | None
+    #: Events relayed to the client so far ([DONE] included, error frames not).
     relayed: int
+    #: True once ``[DONE]`` was relayed: the stream ended cleanly.
+    finished: bool
+    #: Set before iterating to be told about every chunk relayed (e.g. to record the stream).
+    on_chunk: ChunkObserver | None
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
 

@@ -320,12 +320,14 @@ def test_replayed_frames_assemble_back_into_the_cached_completion() -> None:
             {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}}]}
     for original in (body, tool_body):
         frames = replay_frames(original, include_usage=True)
-        recorder = StreamRecorder(ReplayStream(frames))
+        replayed = ReplayStream(frames)
+        recorder = StreamRecorder(replayed)
 
-        async def drain(stream: StreamRecorder = recorder) -> list[bytes]:
-            return [frame async for frame in stream]
+        async def drain(stream: ReplayStream = replayed) -> bytes:
+            return b"".join([frame async for frame in stream])
 
-        assert asyncio.run(drain()) == frames
+        assert asyncio.run(drain()) == b"".join(frames)
+        assert replayed.finished and replayed.relayed == len(frames)
         assembled = recorder.assembled()
         assert assembled is not None
         assert assembled["choices"][0]["message"] == original["choices"][0]["message"]
