@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import litellm
 import pytest
 
 from gateway.config import parse_config
@@ -64,3 +65,23 @@ def test_estimates_use_the_request_cap_and_n() -> None:
     embedding_prompt, none = estimate_tokens("embedding", {"input": ["a b c", "d"]}, "whatever/unknown", 512)
     assert embedding_prompt > 0
     assert none == 0
+
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "hello there"}],
+    [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Écris un haïku sur la mer 🌊"},
+     {"role": "assistant", "content": "Vagues.", "name": "bot"}, {"role": "user", "content": "<|endoftext|> again"}],
+    [{"role": "user", "content": [{"type": "text", "text": "two parts"}, {"type": "text", "text": "here"}]},
+     {"role": "assistant", "content": None, "tool_calls": [
+         {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"x\": 1}"}}]},
+     {"role": "tool", "tool_call_id": "c1", "content": "42"}],
+    [],
+])
+@pytest.mark.parametrize("model", ["openai/gpt-4o-mini", "gpt-3.5-turbo", "gpt-4-0314",
+                                   "anthropic/claude-3-5-haiku-20241022", "whatever/unknown"])
+def test_chat_prompts_count_as_litellm_counts_them(messages: list[dict[str, Any]], model: str) -> None:
+    """The per-model rules are cached; the count stays litellm's token_counter, exactly."""
+    for _ in range(2):
+        prompt, _ = estimate_tokens("chat", {"messages": messages}, model, 512)
+        assert prompt == litellm.token_counter(model=model, messages=messages)
