@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
@@ -41,6 +43,8 @@ CACHE_LOOKUP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 GENAI_OPERATION = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings"}
 LIMITER_CODES = {"rate_limit_exceeded": "rate", "insufficient_quota": "budget"}
 CACHE_TIERS: tuple[CacheTier, ...] = ("exact", "semantic")
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 
 def multiprocess_dir() -> str | None:
@@ -76,6 +80,8 @@ class PrometheusObserver:
         self._table = table
         self.registry = registry or CollectorRegistry()
         self._started: set[str] = set()
+        #: (metric, label values) -> its child: ``labels()`` validates, converts and locks on every call.
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
         r = self.registry
         self.requests = Counter("gateway_requests_total", "Requests to /v1 by outcome",
                                 ["route", "alias", "key_alias", "team", "status"], registry=r)
@@ -131,10 +137,19 @@ class PrometheusObserver:
         self.store_up = Gauge("gateway_store_up", "1 when the store answered its last check, else 0",
                               ["store"], multiprocess_mode="mostrecent", registry=r)
         for tier in CACHE_TIERS:  # a zero series from the start, so rate() and alerts see the first error
-            self.cache_errors.labels(tier)
+            self._child(self.cache_errors, tier)
         self._cooldowns = CooldownCollector(table)
         if multiprocess_dir() is None:
             r.register(self._cooldowns)
+
+    def _child(self, metric: M, *values: str) -> M:
+        """``metric.labels(*values)``, memoised (label values come from configuration, so the map is
+        as bounded as the series themselves; no series is ever removed)."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return cast(M, child)
 
     # -- the RequestObserver protocol ------------------------------------------------------------
 
@@ -142,7 +157,7 @@ class PrometheusObserver:
         if ctx.request_id in self._started:
             return
         self._started.add(ctx.request_id)
-        self.in_flight.labels(self._route(ctx)).inc()
+        self._child(self.in_flight, self._route(ctx)).inc()
 
     def request_finished(self, ctx: RequestContext, status: int, error_code: str | None) -> None:
         now = time.perf_counter()
@@ -150,37 +165,37 @@ class PrometheusObserver:
         key_alias, team = self._caller(ctx)
         if ctx.request_id in self._started:
             self._started.discard(ctx.request_id)
-            self.in_flight.labels(route).dec()
+            self._child(self.in_flight, route).dec()
         total = max(0.0, now - ctx.started)
         code = str(status)
-        self.requests.labels(route, alias, key_alias, team, code).inc()
-        self.duration.labels(route, alias, code).observe(total)
+        self._child(self.requests, route, alias, key_alias, team, code).inc()
+        self._child(self.duration, route, alias, code).observe(total)
         self._genai(ctx, alias, total)
         self._streaming(ctx, alias, now)
         answered = (ctx.first_frame_at if ctx.stream and ctx.first_frame_at is not None else now)
-        self.overhead.labels(route).observe(max(0.0, answered - ctx.started - ctx.upstream_seconds))
+        self._child(self.overhead, route).observe(max(0.0, answered - ctx.started - ctx.upstream_seconds))
         self._usage(ctx, alias, key_alias, team)
         reason = self._refusal(ctx, status, error_code)
         if reason is not None:
-            self.limiter_rejections.labels(key_alias, team, reason).inc()
+            self._child(self.limiter_rejections, key_alias, team, reason).inc()
         self._budget(ctx, key_alias, team, refused_for_budget=reason == "budget")
         self._attempts(ctx, alias, error_code, refused=reason is not None)
         if ctx.cache is not None:
             self._cache(ctx.cache, alias, key_alias, team)
         if error_code is None and ctx.deployment is not None and not ctx.events and ctx.upstream_seconds > 0:
-            self.upstream_duration.labels(ctx.deployment.id).observe(ctx.upstream_seconds)
+            self._child(self.upstream_duration, ctx.deployment.id).observe(ctx.upstream_seconds)
 
     # -- signals from other parts of the gateway -------------------------------------------------
 
     def cache_backend_failed(self, tier: CacheTier) -> None:
         """The cache calls this when a backend call (Redis, Qdrant, the embedder) raised and the
         request went on without the cache; ``gateway_cache_errors_total`` feeds the alert."""
-        self.cache_errors.labels(tier).inc()
+        self._child(self.cache_errors, tier).inc()
 
     def store_checked(self, store: str, up: bool) -> None:
         """The result of a store probe (``/readyz``, or a backend's own health check); ``store`` is
         a fixed backend name such as ``redis``, ``sqlite``, ``qdrant``."""
-        self.store_up.labels(store).set(1.0 if up else 0.0)
+        self._child(self.store_up, store).set(1.0 if up else 0.0)
 
     # -- scraping --------------------------------------------------------------------------------
 
@@ -228,21 +243,22 @@ class PrometheusObserver:
         if alias == UNKNOWN or ctx.operation is None:
             return
         operation, provider = GENAI_OPERATION[ctx.operation], self._provider(ctx, alias)
-        self.genai_duration.labels(operation, alias, provider).observe(total)
+        self._child(self.genai_duration, operation, alias, provider).observe(total)
         if ctx.usage is not None:
-            self.genai_tokens.labels(operation, alias, provider, "input").observe(ctx.usage.prompt_tokens)
+            self._child(self.genai_tokens, operation, alias, provider, "input").observe(ctx.usage.prompt_tokens)
             if ctx.operation != "embedding":
-                self.genai_tokens.labels(operation, alias, provider, "output").observe(ctx.usage.completion_tokens)
+                output = self._child(self.genai_tokens, operation, alias, provider, "output")
+                output.observe(ctx.usage.completion_tokens)
 
     def _streaming(self, ctx: RequestContext, alias: str, now: float) -> None:
         if not ctx.stream or ctx.first_frame_at is None:
             return
-        self.ttft.labels(alias).observe(max(0.0, ctx.first_frame_at - ctx.started))
+        self._child(self.ttft, alias).observe(max(0.0, ctx.first_frame_at - ctx.started))
         completion = ctx.usage.completion_tokens if ctx.usage is not None else 0
         if completion > 0:
-            self.tpot.labels(alias).observe(max(0.0, now - ctx.first_frame_at) / completion)
+            self._child(self.tpot, alias).observe(max(0.0, now - ctx.first_frame_at) / completion)
         if ctx.stream_failed:
-            self.stream_errors.labels(alias).inc()
+            self._child(self.stream_errors, alias).inc()
 
     def _usage(self, ctx: RequestContext, alias: str, key_alias: str, team: str) -> None:
         usage = ctx.usage
@@ -250,9 +266,9 @@ class PrometheusObserver:
             for kind, count in (("input", usage.prompt_tokens), ("output", usage.completion_tokens),
                                 ("cached", usage.cached_tokens), ("reasoning", usage.reasoning_tokens)):
                 if count:
-                    self.tokens.labels(alias, key_alias, team, kind).inc(count)
+                    self._child(self.tokens, alias, key_alias, team, kind).inc(count)
         if ctx.cost_usd > 0:
-            self.cost.labels(alias, key_alias, team).inc(ctx.cost_usd)
+            self._child(self.cost, alias, key_alias, team).inc(ctx.cost_usd)
 
     def _budget(self, ctx: RequestContext, key_alias: str, team: str, *, refused_for_budget: bool) -> None:
         principal = ctx.principal
@@ -260,24 +276,24 @@ class PrometheusObserver:
         if record is None or not record.budget_usd:
             return
         if refused_for_budget:
-            self.budget_used.labels(key_alias, team).set(1.0)
+            self._child(self.budget_used, key_alias, team).set(1.0)
             return
         decision = ctx.decision
         if decision is not None and decision.allowed and decision.budget_remaining_usd is not None:
             left = max(0.0, decision.budget_remaining_usd)
-            self.budget_used.labels(key_alias, team).set(max(0.0, 1.0 - left / record.budget_usd))
+            self._child(self.budget_used, key_alias, team).set(max(0.0, 1.0 - left / record.budget_usd))
 
     def _cache(self, note: CacheNote, alias: str, key_alias: str, team: str) -> None:
-        self.cache_requests.labels(alias, note.outcome).inc()
+        self._child(self.cache_requests, alias, note.outcome).inc()
         consulted = set(note.lookup_seconds) | ({note.tier} if note.tier is not None else set())
         for tier in sorted(consulted):
-            self.cache_lookups.labels(alias, tier, "hit" if tier == note.tier else "miss").inc()
+            self._child(self.cache_lookups, alias, tier, "hit" if tier == note.tier else "miss").inc()
         for tier, seconds in note.lookup_seconds.items():
-            self.cache_lookup_duration.labels(tier).observe(max(0.0, seconds))
+            self._child(self.cache_lookup_duration, tier).observe(max(0.0, seconds))
         if note.semantic_skipped is not None and "semantic" not in note.lookup_seconds:
-            self.cache_lookups.labels(alias, "semantic", "skipped").inc()
+            self._child(self.cache_lookups, alias, "semantic", "skipped").inc()
         if note.saved_cost_usd > 0:
-            self.cache_saved.labels(alias, key_alias, team).inc(note.saved_cost_usd)
+            self._child(self.cache_saved, alias, key_alias, team).inc(note.saved_cost_usd)
 
     def _refusal(self, ctx: RequestContext, status: int, error_code: str | None) -> str | None:
         """The reason when the key's limits refused this request, else None (an upstream 429 has
@@ -298,15 +314,15 @@ class PrometheusObserver:
 
     def _attempts(self, ctx: RequestContext, alias: str, error_code: str | None, refused: bool) -> None:
         for event in ctx.events:
-            self.upstream_errors.labels(event.deployment, event.error or UNKNOWN).inc()
+            self._child(self.upstream_errors, event.deployment, event.error or UNKNOWN).inc()
             if event.action == "retry":
-                self.retries.labels(alias).inc()
+                self._child(self.retries, alias).inc()
             elif event.action == "fallback":
-                self.fallbacks.labels(alias).inc()
+                self._child(self.fallbacks, alias).inc()
         routed = ctx.alias is not None and ctx.principal is not None
         if error_code is not None and routed and not refused and _upstream_code(error_code) \
                 and not _final_attempt_in_events(ctx):
-            self.upstream_errors.labels(self._final_deployment(ctx, alias), error_code).inc()
+            self._child(self.upstream_errors, self._final_deployment(ctx, alias), error_code).inc()
 
     def _final_deployment(self, ctx: RequestContext, alias: str) -> str:
         """The failing request's last deployment; the pipeline keeps no events for a request that
