@@ -4,9 +4,9 @@ cancelling work when the client goes away, and the SSE response."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ def request_id_for(request: Request) -> str:
     offered = request.headers.get("x-request-id")
     if offered and _REQUEST_ID.match(offered):
         return offered
-    return f"req_{uuid.uuid4().hex}"
+    return f"req_{os.urandom(16).hex()}"  # 128 random bits, as uuid4 gave, for a fraction of its cost
 
 
 def context_for(request: Request) -> RequestContext:

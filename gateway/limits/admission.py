@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,7 +122,7 @@ class Admission:
             # Reserve the dearest deployment that could answer, fallbacks included: never too little.
             cost = max(router.price(d).cost(Usage(prompt_tokens=prompt, completion_tokens=completion))
                        for d in deployments)
-        ask = Ask(reservation_id=f"{request_id}:{uuid.uuid4().hex[:8]}", tokens=tokens, cost_usd=cost,
+        ask = Ask(reservation_id=f"{request_id}:{os.urandom(4).hex()}", tokens=tokens, cost_usd=cost,
                   cache_hit=cache_hit)
         pending = asyncio.ensure_future(self._limiter.admit(quota, ask, time.time()))
         try:

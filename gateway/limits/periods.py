@@ -3,17 +3,26 @@ on the 1st. The period id names the bucket that holds the period's spend."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 from gateway.limits.types import BudgetPeriod
 
+#: Seconds in a UTC day: POSIX time has no leap seconds, so a day number is ``now // DAY``.
+DAY = 86_400
+
 
 def period_bounds(period: BudgetPeriod, now: float) -> tuple[str, float | None]:
     """(period id, epoch seconds when the next period starts); ``total`` never resets."""
-    moment = datetime.fromtimestamp(now, UTC)
     if period == "total":
         return "total", None
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return _bounds(period, int(now // DAY))
+
+
+@functools.lru_cache(maxsize=64)
+def _bounds(period: BudgetPeriod, day_number: int) -> tuple[str, float]:
+    """Every period starts on a day boundary, so the answer depends on the day only (computed once a day)."""
+    day = datetime.fromtimestamp(day_number * DAY, UTC)
     if period == "daily":
         return day.strftime("d%Y-%m-%d"), (day + timedelta(days=1)).timestamp()
     if period == "weekly":
@@ -28,4 +37,9 @@ def period_bounds(period: BudgetPeriod, now: float) -> tuple[str, float | None]:
 
 def utc_day(now: float) -> str:
     """The ledger's day bucket (YYYY-MM-DD, UTC)."""
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+    return _day_name(int(now // DAY))
+
+
+@functools.lru_cache(maxsize=8)
+def _day_name(day_number: int) -> str:
+    return datetime.fromtimestamp(day_number * DAY, UTC).strftime("%Y-%m-%d")
