@@ -28,7 +28,7 @@ async def admin_caller(request: Request, response: Response, services: ServicesD
     return principal
 
 
-def key_admin(services: ServicesDep) -> KeyAdmin:
+async def key_admin(services: ServicesDep) -> KeyAdmin:  # async: no thread-pool hop (see deps.py)
     return services.key_admin
 
 
