@@ -137,3 +137,37 @@ def test_engines_give_the_same_openai_shape(gateway: Process) -> None:
     assert set(native["choices"][0]["message"]) == set(translated["choices"][0]["message"])
     assert native["choices"][0]["message"] == translated["choices"][0]["message"]
     assert native["usage"] == translated["usage"]
+
+
+def _events(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> list[str]:
+    with httpx.stream("POST", url, headers=headers, json=body) as response:
+        assert response.status_code == 200
+        return [e for e in response.read().decode().split("\n\n") if e]
+
+
+def _comparable(event: str) -> Any:
+    if event == "data: [DONE]":
+        return event
+    chunk = json.loads(event.removeprefix("data: "))
+    chunk.pop("id"), chunk.pop("created"), chunk.pop("model")
+    return chunk
+
+
+@pytest.mark.parametrize("include_usage", [True, False])
+def test_a_stream_sent_in_one_write_is_relayed_event_for_event(gateway: Process, mock_upstream: Process,
+                                                              include_usage: bool) -> None:
+    """The mock writes an unpaced stream in one go, so the gateway reads many events at once and
+    relays them together: the client must still get every event, in order, and [DONE] last."""
+    words = " ".join(f"word{i}" for i in range(20))
+    body: dict[str, Any] = {"stream": True, "messages": [{"role": "user", "content": words}],
+                            "stream_options": {"include_usage": True}}
+    # What the gateway's "echo" deployment receives (it always asks for usage).
+    direct = _events(f"{mock_upstream.url}/v1/chat/completions", {**body, "model": "mock"})
+    if not include_usage:
+        del body["stream_options"]
+    relayed = _events(f"{gateway.url}/v1/chat/completions", {**body, "model": "echo"},
+                      headers={"authorization": f"Bearer {MASTER_KEY}"})
+    expected = direct if include_usage else [e for e in direct if '"choices":[]' not in e]
+    assert len(expected) == len(direct) - (0 if include_usage else 1) > 20
+    assert [_comparable(e) for e in relayed] == [_comparable(e) for e in expected]
+    assert relayed[-1] == "data: [DONE]" and relayed.count("data: [DONE]") == 1
