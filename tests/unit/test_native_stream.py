@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.cache.replay import StreamRecorder
 from gateway.config import parse_config
 from gateway.errors import UpstreamBadResponse, UpstreamError
+from gateway.routing import native
 from gateway.routing.deployments import Deployment, build_deployments
 from gateway.routing.native import NativeEngine, NativeStream
 from gateway.routing.types import DONE_FRAME, UpstreamCall
@@ -203,3 +204,13 @@ async def test_the_recorder_keeps_nothing_from_a_failed_stream(upstream: tuple[U
     recorders: list[StreamRecorder] = []
     await relay(deployment, before=lambda stream: recorders.append(StreamRecorder(stream)))
     assert recorders[0].assembled() is None
+
+
+async def test_an_event_that_never_ends_is_refused(upstream: tuple[Upstream, Deployment],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native, "MAX_EVENT_BYTES", 1000)
+    server, deployment = upstream
+    server.script = [CONTENT[0], b'data: {"choices": [{"delta": {"content": "', *[b"x" * 300] * 5]
+    stream, blobs = await relay(deployment)
+    assert blobs[0] == CONTENT[0] and b"over 1000 bytes" in blobs[1]
+    assert isinstance(stream.error, UpstreamBadResponse)
