@@ -62,8 +62,7 @@ async def test_a_read_after_a_write_sees_it(file: SqliteFile) -> None:
     await pending
     # Also when the write is queued while another batch is on the thread.
     first = asyncio.ensure_future(file.write(insert(2)))
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)  # the committer has taken the first batch to the thread
+    await asyncio.sleep(sqlite_file.GROUP_COMMIT_SECONDS * 1.2)  # the first batch is on the thread (or done)
     second = asyncio.ensure_future(file.write(insert(3)))
     await asyncio.sleep(0)
     assert await file.run(rows) == [1, 2, 3]
