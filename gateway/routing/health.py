@@ -33,6 +33,15 @@ class DeploymentState:
     tokens_in_window: int = 0
 
 
+def _forget_before(state: DeploymentState, horizon: float) -> None:
+    """Drop what left the rolling minute. Pruned on every append too, not only when a deployment has an
+    rpm/tpm to check: otherwise both logs grew by an entry per call for the life of the process."""
+    while state.call_times and state.call_times[0] <= horizon:
+        state.call_times.popleft()
+    while state.token_log and state.token_log[0][0] <= horizon:
+        state.tokens_in_window -= state.token_log.popleft()[1]
+
+
 class HealthBook:
     def __init__(self, *, allowed_fails: int, cooldown_time: float,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -64,25 +73,25 @@ class HealthBook:
     def started(self, deployment_id: str) -> None:
         state = self.state(deployment_id)
         state.in_flight += 1
-        state.call_times.append(self._monotonic())
+        now = self._monotonic()
+        state.call_times.append(now)
+        _forget_before(state, now - RATE_WINDOW_SECONDS)
 
     def add_tokens(self, deployment_id: str, tokens: int) -> None:
         """Tokens a finished call used, counted in the deployment's rolling minute."""
         if tokens > 0:
             state = self.state(deployment_id)
-            state.token_log.append((self._monotonic(), tokens))
+            now = self._monotonic()
+            state.token_log.append((now, tokens))
             state.tokens_in_window += tokens
+            _forget_before(state, now - RATE_WINDOW_SECONDS)
 
     def within_rate(self, deployment_id: str, rpm: int | None, tpm: int | None) -> bool:
         """Is the deployment under its own rpm/tpm (from model_list) in this process's last minute?"""
         if rpm is None and tpm is None:
             return True
         state = self.state(deployment_id)
-        horizon = self._monotonic() - RATE_WINDOW_SECONDS
-        while state.call_times and state.call_times[0] <= horizon:
-            state.call_times.popleft()
-        while state.token_log and state.token_log[0][0] <= horizon:
-            state.tokens_in_window -= state.token_log.popleft()[1]
+        _forget_before(state, self._monotonic() - RATE_WINDOW_SECONDS)
         return ((rpm is None or len(state.call_times) < rpm)
                 and (tpm is None or state.tokens_in_window < tpm))
 

@@ -205,3 +205,15 @@ def test_cooling_down_is_sorted(book: HealthBook) -> None:
     for name in ("c", "a", "b"):
         book.failed(name, UpstreamAuthFailed("x"))
     assert book.cooling_down() == ["a", "b", "c"]
+
+
+def test_rolling_minute_is_pruned_without_a_rate_limit(book: HealthBook, clock: Clock) -> None:
+    # A deployment with no rpm/tpm never asks within_rate(); its logs must not grow by a call each forever.
+    for _ in range(300):
+        book.started("a")
+        book.add_tokens("a", 10)
+        book.finished("a")
+        clock.advance(1.0)
+    state = book.state("a")
+    assert len(state.call_times) <= 61 and len(state.token_log) <= 61
+    assert state.tokens_in_window == 10 * len(state.token_log)
