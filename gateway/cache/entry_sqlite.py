@@ -9,8 +9,8 @@ Reads run inline on the event loop, on a read-only connection of their own: a pr
 in a WAL file takes 3-4 µs of CPU, where handing it to the worker thread and back costs 25-35 µs
 (and a wake-up of two threads), and WAL readers never wait for the writer. A busy file (a rare
 WAL reset) is given ``READ_BUSY_SECONDS`` before the read fails, which the cache counts as a miss.
-A read does not wait for writes still queued: an entry is visible once its batch committed, a few
-milliseconds after the response that produced it.
+A read does not wait for writes still queued: an entry is visible once its batch committed, about
+10 ms after the response that produced it.
 """
 
 from __future__ import annotations
