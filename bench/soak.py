@@ -1,13 +1,14 @@
-"""RSS soak: 100k requests through one gateway worker, its RSS sampled every 10k, as a markdown table.
+"""RSS soak: 100k requests through one gateway worker, its RSS sampled ten times, as a markdown table.
 
     .venv/bin/python bench/soak.py                      # 100,000 non-streaming requests at concurrency 16
+    .venv/bin/python bench/soak.py --requests 20000     # a quick iteration: RSS every 2,000 requests
     .venv/bin/python bench/soak.py --requests 20000 --every 5000 --route stream
 
 The gateway runs as in bench/compare.py (virtual key with rpm/tpm limits, exact cache on with unique
 prompts, metrics, OTLP traces to a local sink) on CPU 0; the nginx mock, the sink and wrk on CPU 1. wrk
 runs in short back-to-back windows sized to land near each multiple of `--every`; RSS is read from
-/proc after each window that crossed one. "Flat" means the second half of the run grew RSS by at most
-2 % and at most 10 MB.
+/proc after each window that crossed one. The verdict under the table answers issue #7's goal: RSS at
+the end at most 250 MB, and "flat": the second half of the run grew RSS by at most 2 % and at most 10 MB.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from children import Children
 
 TEST_CPU, LOAD_CPU = 0, 1
 FLAT_FRACTION, FLAT_MB = 0.02, 10.0
+GOAL_MB, GOAL_REQUESTS = 250.0, 100_000  # issue #7: RSS per worker after 100k requests
+SAMPLES = 10  # RSS readings after the idle one, when --every is not given
 
 
 def log(message: str) -> None:
@@ -46,8 +49,24 @@ def is_flat(samples: list[tuple[int, float]]) -> tuple[bool, float]:
     return growth <= max(0.0, min(FLAT_FRACTION * middle, FLAT_MB)), growth
 
 
-def render(samples: list[tuple[int, float]], errors: int, elapsed_s: float, route: str, concurrency: int) -> str:
+def verdict(samples: list[tuple[int, float]]) -> str:
+    """Plain answers to the goal: under 250 MB at the end? flat over the second half? and the creep's rate."""
     flat, growth = is_flat(samples)
+    final = samples[-1][1]
+    half_requests = samples[-1][0] - samples[(len(samples) - 1) // 2][0]
+    per_request = growth / half_requests if half_requests > 0 else 0.0
+    rate = f", {per_request * 10_000:+.1f} MB per 10,000 requests" if half_requests > 0 else ""
+    if 0 < samples[-1][0] < GOAL_REQUESTS:
+        rate += f"; at that rate {final + per_request * (GOAL_REQUESTS - samples[-1][0]):.0f} MB after 100,000"
+    under = "**yes**" if final <= GOAL_MB else "**no**"
+    flat_text = "**yes**" if flat else "**no**"
+    return (f"RSS at the end ≤ {GOAL_MB:.0f} MB: {under} ({final:.1f} MB; idle {samples[0][1]:.1f} MB, "
+            f"peak {max(rss for _, rss in samples):.1f} MB).  \n"
+            f"Flat: {flat_text} (second half {growth:+.1f} MB{rate}; flat means at most "
+            f"+{FLAT_FRACTION:.0%} and +{FLAT_MB:.0f} MB).")
+
+
+def render(samples: list[tuple[int, float]], errors: int, elapsed_s: float, route: str, concurrency: int) -> str:
     lines = ["### RSS soak: one gateway worker", "",
              f"{samples[-1][0]:,} {route} requests at concurrency {concurrency} in {elapsed_s:.0f} s, "
              f"{errors:,} errors.", "",
@@ -57,9 +76,7 @@ def render(samples: list[tuple[int, float]], errors: int, elapsed_s: float, rout
         change = "" if previous is None else f"{rss - previous:+.1f}"
         lines.append(f"| {count:,} | {rss:.1f} | {change} |")
         previous = rss
-    verdict = "flat" if flat else "**growing**"
-    lines += ["", f"Second half: {growth:+.1f} MB: {verdict} (flat: at most +{FLAT_FRACTION:.0%} and "
-                  f"+{FLAT_MB:.0f} MB)."]
+    lines += ["", verdict(samples)]
     return "\n".join(lines) + "\n"
 
 
@@ -70,10 +87,12 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=100_000)
-    parser.add_argument("--every", type=int, default=10_000, help="sample RSS at each multiple of this")
+    parser.add_argument("--every", type=int, help=f"sample RSS at each multiple of this (--requests / {SAMPLES})")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--route", choices=("chat", "stream"), default="chat")
     args = parser.parse_args(argv)
+    if args.every is None:
+        args.every = max(args.requests // SAMPLES, 100)
     if not (1_000 <= args.requests <= 2_000_000 and 100 <= args.every <= args.requests
             and 1 <= args.concurrency <= 512):
         parser.error("keep it bounded: 1,000-2,000,000 requests, --every 100..requests, concurrency 1-512")

@@ -76,6 +76,15 @@ def test_soak_verdict_reads_the_second_half() -> None:
     assert not flat and growth == 40.0
 
 
+def test_soak_verdict_answers_the_goal_plainly() -> None:
+    text = soak.verdict([(0, 200.0), (10_000, 230.0), (20_000, 231.0), (30_000, 232.0)])
+    assert "RSS at the end ≤ 250 MB: **yes** (232.0 MB; idle 200.0 MB, peak 232.0 MB)" in text
+    assert "Flat: **yes** (second half +2.0 MB, +1.0 MB per 10,000 requests; at that rate 239 MB after 100,000" in text
+    text = soak.verdict([(0, 240.0), (50_000, 250.0), (100_000, 262.0)])
+    assert "≤ 250 MB: **no** (262.0 MB" in text and "Flat: **no** (second half +12.0 MB" in text
+    assert "after 100,000" not in text
+
+
 def test_collapsed_stacks_give_self_and_inclusive_shares() -> None:
     text = ("main (/x/gateway/cli.py:10);call (/x/site-packages/gateway/pipeline.py:5);json (/usr/lib/python3.11/"
             "json/__init__.py:3) 3\nmain (/x/gateway/cli.py:10);call (/x/site-packages/gateway/pipeline.py:7) 1\n")
