@@ -59,8 +59,9 @@ from gateway.limits.types import (
 #: Seconds to suggest before retrying when every concurrency slot is taken.
 PARALLEL_RETRY_SECONDS = 1.0
 #: How long a settled reservation id is remembered, so a retried settle changes nothing. Retries
-#: (a lost reply, a reconnect) come within seconds; a lease's worth would cost three times the memory.
-SETTLED_SECONDS = 300.0
+#: (a lost reply, a reconnect: redis-py's one immediate retry) come within seconds. Memory is about
+#: 150 bytes a request for this long: at 900 req/s, 300 s held ~40 MB in one worker (bench/soak.py).
+SETTLED_SECONDS = 60.0
 
 
 def to_micros(usd: float) -> int:
