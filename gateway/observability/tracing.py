@@ -242,6 +242,9 @@ class RequestTrace:
     def attempt_failed(self, deployment: Deployment, error: BaseException, action: str) -> None:
         error_type = _error_type(error)
         self._end_client(error_type, None)
+        if not self.span.is_recording():
+            # The response is already over (a client that left): the server span has ended.
+            return
         self.span.add_event(f"gateway.{action.replace('-', '_')}", {
             "gateway.deployment": deployment.id, ERROR_TYPE: error_type, "gateway.attempt": self._attempts,
         })

@@ -5,6 +5,7 @@ Each test builds its own app (its own TracerProvider): nothing global is set, so
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,9 +25,12 @@ from prometheus_client import CollectorRegistry
 from gateway.app import create_app
 from gateway.auth import MASTER
 from gateway.cache.types import CacheNote
+from gateway.config import parse_config
 from gateway.limits.types import Decision
 from gateway.observability.tracing import RequestTrace, Tracing, tracing_wanted
 from gateway.pipeline import RequestContext
+from gateway.routing.deployments import build_deployments
+from gateway.routing.types import UpstreamCall
 from gateway.settings import Settings
 from tests.processes import MASTER_KEY, Process
 
@@ -470,3 +474,23 @@ def test_limiter_decision_attributes(decision: Decision | None, status: int, cod
     assert attrs["gateway.cost_usd"] == 0.0125
     if code is not None:
         assert attrs["error.type"] == code
+
+
+def test_an_attempt_that_fails_after_the_response_is_over_touches_no_ended_span(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A client that leaves mid-attempt: the middleware ends the server span, then the router
+    reports the cancelled attempt. That must close the client span and add nothing to the ended one."""
+    exporter = InMemorySpanExporter()
+    tracing = Tracing.build(Settings(), {}, exporter)
+    assert tracing is not None
+    request_trace = tracing.start_request("POST", "/v1/chat/completions", "/v1/chat/completions", "http", [])
+    config = parse_config({"model_list": [_deployment("echo", "openai/mock", "http://127.0.0.1:9/v1")]})
+    (deployment,) = build_deployments(config)["echo"]
+    request_trace.attempt_started(deployment, UpstreamCall(operation="chat", body={"model": "echo"}))
+    request_trace.finish(None, 499, None)
+    with caplog.at_level(logging.WARNING):
+        request_trace.attempt_failed(deployment, TimeoutError(), "give-up")
+    assert "ended span" not in caplog.text
+    server = next(s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER)
+    assert list(server.events) == []
+    tracing.shutdown()
