@@ -116,8 +116,8 @@ class Admission:
         tokens, cost, prompt = 0, 0.0, 0
         if not cache_hit and (quota.tpm is not None or quota.model_tpm is not None or quota.budget_usd is not None):
             deployments = router.deployments_in_chain(alias)
-            prompt, completion = estimate_tokens(operation, body, deployments[0].litellm_model,
-                                                 router.config.limit_settings.default_completion_tokens)
+            default_completion = router.config.limit_settings.default_completion_tokens
+            prompt, completion = estimate_tokens(operation, body, default_completion)
             tokens = prompt + completion
             # Reserve the dearest deployment that could answer, fallbacks included: never too little.
             cost = max(router.price(d).cost(Usage(prompt_tokens=prompt, completion_tokens=completion))

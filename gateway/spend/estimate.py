@@ -1,71 +1,82 @@
-"""Token estimates for admission: prompt tokens from litellm's token counter, completion tokens from
-the request's own cap (or the configured default), times ``n``. Settlement replaces them by the
-provider's real counts, so an estimate only has to be a sensible reservation.
+"""Token estimates for admission, without a tokenizer: prompt tokens from the size of the prompt,
+completion tokens from the request's own cap (or the configured default), times ``n``. Settlement
+replaces both by the provider's real counts, so an estimate only sizes a reservation.
 
-Chat prompts are counted with litellm's own counting steps, but with the per-model part (choosing
-the tokenizer and the per-message rule from the model's name) done once per model rather than per
-request: the same count as ``litellm.token_counter`` at a fraction of its CPU (about 7 µs against
-45 µs for a short prompt).
+Why no tokenizer: an exact count needs the model's BPE tables in every worker (``o200k_base`` and
+``cl100k_base`` together are about 100 MB of RSS, measured in bench/memory.py), costs 8-45 µs per
+request, differs per provider anyway, and litellm's counter fetches ``image_url`` images
+synchronously, on the event loop. One token per ``BYTES_PER_TOKEN`` UTF-8 bytes over-reserves
+English prose (about 4.9 bytes a token with OpenAI's tokenizers) and code (about 4.2), and
+under-reserves only digit runs and some scripts (about 2); the settlement corrects either within
+the request.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
-
-import litellm
-from litellm.litellm_core_utils.token_counter import _count_extra, _count_messages, _MessageCountParams
 
 from gateway.routing.deployments import Operation
 
-#: The tokenizer used for estimates when the model is unknown to litellm (cl100k-class counts).
-FALLBACK_TOKENIZER_MODEL = "gpt-4o-mini"
+BYTES_PER_TOKEN = 3
+#: OpenAI's chat format: each message is wrapped in a few tokens (role, separators) ...
+TOKENS_PER_MESSAGE = 4
+#: ... and the reply is primed with a few more.
+TOKENS_PER_REPLY = 3
+#: An image part, whatever its size: OpenAI's count for a high-detail 512x512 tile plus its base.
+TOKENS_PER_IMAGE = 255
+IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
 
 
-def _count(model: str, **content: Any) -> int:
-    try:
-        return int(litellm.token_counter(model=model, **content))
-    except Exception:  # an estimate must never fail a request
-        return int(litellm.token_counter(model=FALLBACK_TOKENIZER_MODEL, **content))
+def _size(value: Any) -> tuple[int, int]:
+    """(UTF-8 bytes of every string in ``value``, number of image parts), walking lists and objects.
 
-
-@functools.lru_cache(maxsize=256)
-def _message_rules(model: str) -> _MessageCountParams:
-    """litellm's tokenizer and per-message rule for ``model`` (what token_counter rebuilds per call)."""
-    return _MessageCountParams(model, None)
-
-
-def _count_chat(model: str, messages: list[Any]) -> int:
-    """``litellm.token_counter(model=model, messages=messages)``, with the per-model part cached."""
-    try:
-        rules = _message_rules(model)
-        system = any(isinstance(m, dict) and m.get("role") == "system" for m in messages)
-        return int(_count_messages(rules, messages, False, None)
-                   + _count_extra(rules.count_function, None, None, system, rules.tool_section))
-    except Exception:  # an estimate must never fail a request
-        return _count(model, messages=messages)
-
-
-def _text(value: Any) -> str:
+    Token arrays (lists of ints, accepted by completions and embeddings) count one token each, as
+    ``BYTES_PER_TOKEN`` bytes."""
     if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return " ".join(_text(item) for item in value)
-    return str(value)
+        return len(value.encode("utf-8", "surrogatepass")), 0
+    if isinstance(value, bool) or value is None:
+        return 0, 0
+    if isinstance(value, int | float):
+        return BYTES_PER_TOKEN, 0
+    if isinstance(value, dict):
+        if value.get("type") in IMAGE_PARTS:
+            return 0, 1
+        items: Any = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return 0, 0
+    size = images = 0
+    for item in items:
+        item_size, item_images = _size(item)
+        size += item_size
+        images += item_images
+    return size, images
 
 
-def estimate_tokens(operation: Operation, body: dict[str, Any], model: str,
-                    default_completion_tokens: int) -> tuple[int, int]:
-    """(prompt tokens, completion tokens) this request may use at most, as far as can be told."""
+def _tokens(*values: Any) -> int:
+    size = images = 0
+    for value in values:
+        value_size, value_images = _size(value)
+        size += value_size
+        images += value_images
+    return -(-size // BYTES_PER_TOKEN) + images * TOKENS_PER_IMAGE
+
+
+def estimate_tokens(operation: Operation, body: dict[str, Any], default_completion_tokens: int) -> tuple[int, int]:
+    """(prompt tokens, completion tokens) to reserve for this request."""
     if operation == "embedding":
-        return _count(model, text=_text(body.get("input", ""))), 0
+        return _tokens(body.get("input")), 0
     if operation == "chat":
-        messages = body.get("messages") or []
-        prompt = _count_chat(model, messages) if isinstance(messages, list) else _count(model, messages=messages)
+        messages = body.get("messages")
+        count = len(messages) if isinstance(messages, list) else 1
+        prompt = (_tokens(messages, body.get("tools"), body.get("functions"))
+                  + count * TOKENS_PER_MESSAGE + TOKENS_PER_REPLY)
         cap = body.get("max_completion_tokens") or body.get("max_tokens")
     else:
-        prompt = _count(model, text=_text(body.get("prompt", "")))
+        prompt = _tokens(body.get("prompt"), body.get("suffix"))
         cap = body.get("max_tokens")
-    choices = body.get("n") or 1
+    choices = body.get("n")
+    choices = choices if isinstance(choices, int) and choices > 0 else 1
     completion = (cap if isinstance(cap, int) and cap > 0 else default_completion_tokens) * choices
     return prompt, completion
