@@ -22,6 +22,7 @@ from typing import Any
 import qdrant_edge as qe
 
 from gateway.cache.types import EntryTags, PurgeFilter, VectorMatch
+from gateway.cache.vector_points import live_matches
 
 #: Namespace of point ids: uuid5(namespace, scope + NUL + entry id).
 POINT_NAMESPACE = uuid.UUID("5b0c6c8e-1f1e-4f55-9a53-0f6a3c1f2e71")
@@ -96,16 +97,7 @@ class EdgeVectorIndex:
             with_vector=False,
             score_threshold=min_score,
         )
-        found = self._shard.query(request)
-        matches = []
-        for point in found:
-            payload = point.payload or {}
-            # The engine already filtered; this re-check costs nothing and keeps the invariant local.
-            if payload.get("scope") != scope or float(payload.get("expires_at", 0.0)) <= now:
-                continue
-            matches.append(VectorMatch(entry_id=str(payload["entry_id"]), score=float(point.score),
-                                       text=str(payload.get("text", ""))))
-        return matches
+        return live_matches(self._shard.query(request), scope, now)
 
     async def add(self, scope: str, vector: Sequence[float], *, entry_id: str, text: str,
                   expires_at: float, tags: EntryTags) -> None:

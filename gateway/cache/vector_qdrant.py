@@ -18,6 +18,7 @@ from qdrant_client import AsyncQdrantClient, models
 
 from gateway.cache.types import EntryTags, PurgeFilter, VectorMatch
 from gateway.cache.vector_edge import payload_for, point_id
+from gateway.cache.vector_points import live_matches
 
 DEFAULT_COLLECTION = "llm_gateway_cache"
 
@@ -93,14 +94,7 @@ class QdrantVectorIndex:
             with_payload=["entry_id", "text", "expires_at", "scope"],
             with_vectors=False,
         )
-        matches = []
-        for point in response.points:
-            payload = point.payload or {}
-            if payload.get("scope") != scope or float(payload.get("expires_at", 0.0)) <= now:
-                continue
-            matches.append(VectorMatch(entry_id=str(payload["entry_id"]), score=float(point.score),
-                                       text=str(payload.get("text", ""))))
-        return matches
+        return live_matches(response.points, scope, now)
 
     async def add(self, scope: str, vector: Sequence[float], *, entry_id: str, text: str,
                   expires_at: float, tags: EntryTags) -> None:
