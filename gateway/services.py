@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from gateway.api.abuse import AbuseGuard
+from gateway.api.http import header
 from gateway.auth import MasterKeyAuthenticator, Principal
 from gateway.cache.service import ResponseCache
 from gateway.errors import AuthenticationFailed
@@ -53,8 +54,8 @@ class Services:
         """Stage 1 with the HTTP-level guard around it: addresses that keep failing are turned away."""
         self.abuse.check_auth_allowed(request)
         try:
-            return await self.pipeline.authenticate(ctx, request.headers.get("authorization"),
-                                                    request.headers.get("api-key"))
+            headers = request.headers
+            return await self.pipeline.authenticate(ctx, header(headers, "authorization"), header(headers, "api-key"))
         except AuthenticationFailed:
             self.abuse.auth_failed(request)
             raise

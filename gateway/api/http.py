@@ -7,7 +7,7 @@ import asyncio
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -23,9 +23,15 @@ T = TypeVar("T")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers.get(name)`` without the exception: Starlette's Headers inherits ``Mapping.get``, which
+    raises and catches a KeyError for every absent header (~1.5 µs); ``in`` only scans."""
+    return headers[name] if name in headers else None  # noqa: SIM401 (.get is the slow path)
+
+
 def request_id_for(request: Request) -> str:
     """Echo a client's ``x-request-id`` when it is a sane token; otherwise make one."""
-    offered = request.headers.get("x-request-id")
+    offered = header(request.headers, "x-request-id")
     if offered and _REQUEST_ID.match(offered):
         return offered
     return f"req_{os.urandom(16).hex()}"  # 128 random bits, as uuid4 gave, for a fraction of its cost

@@ -51,7 +51,9 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
+        # The access line's fields are mostly numbers and short ids: one call per nested dict only.
+        return {k: redact(v) if isinstance(v, str) else _redact_value(v) if isinstance(v, dict) else v
+                for k, v in value.items()}
     return value
 
 

@@ -71,8 +71,6 @@ class TelemetryMiddleware:
             if request_trace is not None:
                 route = _route(scope)
                 request_trace.span.update_name(f"{method} {route}" if route else method)
-                if route:
-                    request_trace.span.set_attribute("http.route", route)
-                request_trace.finish(ctx, final, error)
+                request_trace.finish(ctx, final, error, route)
                 trace_ids = request_trace.ids
             log_access(access_log, ctx, method, path, final, time.perf_counter() - started, trace_ids)

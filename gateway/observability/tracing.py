@@ -36,7 +36,7 @@ from opentelemetry.semconv.attributes.http_attributes import (
 )
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_SCHEME
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import __version__
@@ -235,9 +235,7 @@ class RequestTrace:
             messages = content.input_messages(operation, body, self._tracing.content_limit)
             if messages is not None:
                 client.set_attribute(genai.GEN_AI_INPUT_MESSAGES, messages)
-        headers: dict[str, str] = {}
-        _PROPAGATOR.inject(headers, context=trace.set_span_in_context(client))
-        return headers
+        return _trace_headers(client.get_span_context())
 
     def attempt_failed(self, deployment: Deployment, error: BaseException, action: str) -> None:
         error_type = _error_type(error)
@@ -273,20 +271,25 @@ class RequestTrace:
 
     # -- the end of the request -------------------------------------------------------------------
 
-    def finish(self, ctx: RequestContext | None, status: int, error: BaseException | None) -> None:
-        """Called once by the middleware when the response is over; ends every span still open."""
+    def finish(self, ctx: RequestContext | None, status: int, error: BaseException | None,
+               route: str | None = None) -> None:
+        """Called once by the middleware when the response is over; ends every span still open.
+        ``route`` is the matched route's template, when one matched (``http.route``)."""
         self._end_client("cancelled" if error is None else _error_type(error), None)
         span = self.span
         if span.is_recording():
-            span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
+            attributes: dict[str, Any] = {HTTP_RESPONSE_STATUS_CODE: status}
+            if route:
+                attributes[HTTP_ROUTE] = route
             error_type = _error_type(error) if error is not None else None
             if ctx is not None:
-                _gateway_attributes(span, ctx, status)
+                _gateway_attributes(attributes, ctx, status)
                 error_type = error_type or ctx.error_code or ("stream_failed" if ctx.stream_failed else None)
             if error_type is None and status >= 400:
                 error_type = str(status)
             if error_type is not None:
-                span.set_attribute(ERROR_TYPE, error_type)
+                attributes[ERROR_TYPE] = error_type
+            span.set_attributes(attributes)  # one call: each one takes the span's lock and checks
             if status >= 500 or error is not None or (ctx is not None and ctx.stream_failed):
                 span.set_status(Status(StatusCode.ERROR, error_type))
         span.end()
@@ -297,20 +300,22 @@ class RequestTrace:
                   finish_reasons: tuple[str, ...] | list[str], usage: Usage | None) -> None:
         if not client.is_recording():
             return
+        attributes: dict[str, Any] = {}
         if model:
-            client.set_attribute(genai.GEN_AI_RESPONSE_MODEL, model)
+            attributes[genai.GEN_AI_RESPONSE_MODEL] = model
         if response_id:
-            client.set_attribute(genai.GEN_AI_RESPONSE_ID, response_id)
+            attributes[genai.GEN_AI_RESPONSE_ID] = response_id
         if finish_reasons:
-            client.set_attribute(genai.GEN_AI_RESPONSE_FINISH_REASONS, tuple(finish_reasons))
+            attributes[genai.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(finish_reasons)
         if usage is not None:
-            client.set_attribute(genai.GEN_AI_USAGE_INPUT_TOKENS, usage.prompt_tokens)
+            attributes[genai.GEN_AI_USAGE_INPUT_TOKENS] = usage.prompt_tokens
             if self._operation != "embedding":
-                client.set_attribute(genai.GEN_AI_USAGE_OUTPUT_TOKENS, usage.completion_tokens)
+                attributes[genai.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.completion_tokens
             if usage.cached_tokens:
-                client.set_attribute(genai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, usage.cached_tokens)
+                attributes[genai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cached_tokens
             if usage.reasoning_tokens:
-                client.set_attribute(genai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, usage.reasoning_tokens)
+                attributes[genai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
+        client.set_attributes(attributes)
 
     def _end_client(self, error_type: str | None, end_time: int | None) -> None:
         client, self._client = self._client, None
@@ -322,9 +327,19 @@ class RequestTrace:
         client.end(end_time)
 
 
-def _gateway_attributes(span: Span, ctx: RequestContext, status: int) -> None:
-    """What the gateway decided, under ``gateway.``: never a secret (ids and aliases only)."""
-    attributes: dict[str, Any] = {"gateway.request_id": ctx.request_id}
+def _trace_headers(context: SpanContext) -> dict[str, str]:
+    """The W3C trace-context headers naming ``context`` as the parent (what the propagator's
+    ``inject`` writes, without building a Context to carry the span there)."""
+    headers = {"traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"}
+    if context.trace_state:
+        headers["tracestate"] = context.trace_state.to_header()
+    return headers
+
+
+def _gateway_attributes(attributes: dict[str, Any], ctx: RequestContext, status: int) -> None:
+    """What the gateway decided, under ``gateway.``, added to ``attributes``: never a secret (ids
+    and aliases only)."""
+    attributes["gateway.request_id"] = ctx.request_id
     principal = ctx.principal
     if principal is not None:
         attributes["gateway.key.id"] = principal.key_id
@@ -357,4 +372,3 @@ def _gateway_attributes(span: Span, ctx: RequestContext, status: int) -> None:
     elif status == 429 and ctx.error_code in LIMITER_CODES and not ctx.attempts and ctx.deployment is None:
         # Admission raises before the decision reaches the context.
         attributes["gateway.limiter.decision"] = "refused"
-    span.set_attributes(attributes)
