@@ -146,6 +146,10 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
         version=__version__,
         summary="An OpenAI-compatible LLM gateway on litellm's provider layer.",
         lifespan=lifespan,
+        # The gateway's own middleware writes the server spans, on the app's provider. FastAPI's
+        # native telemetry would look up the global providers on every request (~1 % of CPU) and,
+        # with a global provider set, write a second span per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings or Settings()
     app.state.span_exporter = span_exporter
