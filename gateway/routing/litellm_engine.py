@@ -48,21 +48,6 @@ _CLIENT_ONLY = frozenset({"model", "stream", "stream_options"})
 _NOMINAL_COST_PER_TOKEN = 1e-18
 _PRICED_OPERATIONS = frozenset({"chat", "completion"})
 
-_configured = False
-
-
-def _configure_litellm() -> None:
-    """Process-wide litellm settings, set once when the first engine is built.
-
-    ``suppress_debug_info`` stops litellm printing help banners (such as its provider list) to
-    stdout from inside its cost and provider look-ups; errors still reach us as exceptions.
-    """
-    global _configured
-    if not _configured:
-        litellm.suppress_debug_info = True
-        _configured = True
-
-
 def _retry_after(error: Exception) -> float | None:
     headers = getattr(error, "litellm_response_headers", None)
     if headers is None:
@@ -158,7 +143,9 @@ def _dump(obj: Any) -> dict[str, Any]:
 
 class LitellmEngine:
     def __init__(self) -> None:
-        _configure_litellm()
+        # Process-wide and idempotent: stops litellm printing help banners (its provider list) to
+        # stdout from inside its cost and provider look-ups; errors still reach us as exceptions.
+        litellm.suppress_debug_info = True
 
     async def _invoke(self, call: UpstreamCall, kwargs: dict[str, Any]) -> Any:
         if call.operation == "chat":
