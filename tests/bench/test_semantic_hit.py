@@ -26,7 +26,6 @@ def test_percentile_is_nearest_rank_in_ms() -> None:
     assert semantic_hit.percentile([0.002], 0.95) == pytest.approx(2.0)
 
 
-@pytest.mark.skipif(not semantic_hit.PAIRS.exists(), reason="../shared/data not present")
 def test_measured_warmup_and_miss_texts_never_overlap() -> None:
     pairs, warmup, unrelated = semantic_hit.load_pairs(50)
     assert len(pairs) == 50 and len(warmup) == semantic_hit.WARMUP_PAIRS and unrelated
