@@ -11,11 +11,14 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import NoReturn
 
 
 class StartError(RuntimeError):
@@ -119,3 +122,17 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
     # A worker that outlived its parent is still in the group.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr, so that a benchmark's stdout is only its tables."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_main(main: Callable[[list[str]], int]) -> NoReturn:
+    """Run a benchmark's ``main``; Ctrl-C unwinds its ``Children`` (stopping them) and exits 130."""
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        log("interrupted; child processes stopped")
+        sys.exit(130)

@@ -20,7 +20,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -36,7 +35,7 @@ import procstat
 import startup
 import upstream_nginx
 import wrk_runner
-from children import Children, StartError
+from children import Children, StartError, log, run_main
 from compare_report import Goal, Measurement, Summary, Table, render, render_goals, summarize
 
 TEST_CPU, LOAD_CPU = 0, 1
@@ -75,9 +74,6 @@ class Timing:
     ttfb_samples: int
     startup_runs: int
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- one window ----------------------------------------------------------------------------------------
@@ -360,8 +356,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        log("interrupted; child processes stopped")
-        sys.exit(130)
+    run_main(main)

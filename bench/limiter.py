@@ -22,7 +22,6 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -32,7 +31,7 @@ from typing import Any
 
 import aiohttp
 import procstat
-from children import Children, StartError, free_port
+from children import Children, StartError, free_port, log, run_main
 from load import GATEWAY_START_S, LOAD_CPU, MASTER_KEY, NOISE_CORE_FRACTION, TEST_CPU, python, start_mock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,9 +44,6 @@ BUDGET_WAVE = 100  # concurrent requests per budget wave, half to each gateway
 BUDGET_MAX_WAVES = 12
 REDIS_START_S = 10.0
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def routing(mock_port: int) -> str:
@@ -465,8 +461,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        log("interrupted; child processes stopped")
-        sys.exit(130)
+    run_main(main)

@@ -27,7 +27,7 @@ from types import FrameType
 
 import procstat
 import wrk_runner
-from children import Children, StartError, free_port
+from children import Children, StartError, free_port, log, run_main
 from wrk_runner import WrkResult
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,9 +120,6 @@ class Timing:
     duration_s: int
     warmup_s: int
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # --- the processes -------------------------------------------------------------------------------------
@@ -394,8 +391,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        log("interrupted; child processes stopped")
-        sys.exit(130)
+    run_main(main)

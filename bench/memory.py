@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import sys
 import tempfile
 import time
 import uuid
@@ -29,7 +28,7 @@ from types import FrameType
 import compare_targets as targets
 import procstat
 import wrk_runner
-from children import Children
+from children import Children, log, run_main
 
 TEST_CPU, LOAD_CPU = 0, 1
 FIRST = 500  # requests before the second report: what the first requests load
@@ -61,9 +60,6 @@ VARIANTS = {v.name: v for v in (
             env={"MEMORY_PROBE_TRIM": "1"}),
 )}
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -202,8 +198,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        log("interrupted; child processes stopped")
-        sys.exit(130)
+    run_main(main)

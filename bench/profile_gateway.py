@@ -20,7 +20,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections import Counter
@@ -30,14 +29,11 @@ from types import FrameType
 import compare_targets as targets
 import peers
 import wrk_runner
-from children import Children
+from children import Children, log, run_main
 
 TEST_CPU, LOAD_CPU = 0, 1
 SCENARIOS = {"chat-c16": ("chat", False, 16), "stream-c16": ("stream", True, 16)}
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def parse_collapsed(text: str) -> tuple[Counter[str], Counter[str], int]:
@@ -152,8 +148,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        log("interrupted; child processes stopped")
-        sys.exit(130)
+    run_main(main)

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import signal
-import sys
 import tempfile
 import time
 import uuid
@@ -28,16 +27,13 @@ from types import FrameType
 import compare_targets as targets
 import procstat
 import wrk_runner
-from children import Children
+from children import Children, log, run_main
 
 TEST_CPU, LOAD_CPU = 0, 1
 FLAT_FRACTION, FLAT_MB = 0.02, 10.0
 GOAL_MB, GOAL_REQUESTS = 250.0, 100_000  # issue #7: RSS per worker after 100k requests
 SAMPLES = 10  # RSS readings after the idle one, when --every is not given
 
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def is_flat(samples: list[tuple[int, float]]) -> tuple[bool, float]:
@@ -137,8 +133,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        log("interrupted; child processes stopped")
-        sys.exit(130)
+    run_main(main)
