@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from types import TracebackType
 from typing import NoReturn
@@ -136,3 +136,12 @@ def run_main(main: Callable[[list[str]], int]) -> NoReturn:
     except KeyboardInterrupt:
         log("interrupted; child processes stopped")
         sys.exit(130)
+
+
+def chosen_names(values: list[str], known: Collection[str], what: str) -> list[str]:
+    """Names from repeated or comma-separated command-line values, each one checked against ``known``."""
+    names = [name for value in values for name in value.split(",") if name]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
+    return names

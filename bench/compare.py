@@ -23,7 +23,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -35,7 +34,7 @@ import procstat
 import startup
 import upstream_nginx
 import wrk_runner
-from children import Children, StartError, log, run_main
+from children import Children, StartError, chosen_names, log, run_main
 from compare_report import Goal, Measurement, Summary, Table, render, render_goals, summarize
 
 TEST_CPU, LOAD_CPU = 0, 1
@@ -287,14 +286,6 @@ def preamble(argv: list[str], timing: Timing) -> str:
     )
 
 
-def _names(values: list[str], known: Mapping[str, object] | tuple[str, ...], what: str) -> list[str]:
-    names = [name for value in values for name in value.split(",") if name]
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
-    return names
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 round, 1 s warm-up, 3 s windows")
@@ -305,8 +296,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--targets", nargs="+", default=list(ALL), help=", ".join(ALL))
     parser.add_argument("--no-startup", action="store_true", help="skip the start-up measurement")
     args = parser.parse_args(argv)
-    args.scenarios = _names(args.scenarios, SCENARIOS, "scenario")
-    args.targets = _names(args.targets, ALL, "target")
+    args.scenarios = chosen_names(args.scenarios, SCENARIOS, "scenario")
+    args.targets = chosen_names(args.targets, ALL, "target")
     if "mock" not in args.targets:
         args.targets.insert(0, "mock")  # every "added" column is read against it
     return args

@@ -20,14 +20,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
 import procstat
 import wrk_runner
-from children import Children, StartError, free_port, log, run_main
+from children import Children, StartError, chosen_names, free_port, log, run_main
 from wrk_runner import WrkResult
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -298,14 +297,6 @@ def preamble(argv: list[str], timing: Timing) -> str:
 # --- the run -------------------------------------------------------------------------------------------
 
 
-def _names(values: list[str], known: Mapping[str, object], what: str) -> list[str]:
-    names = [name for value in values for name in value.split(",") if name]
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
-    return names
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, help="measured seconds per row (default 10, 3 with --quick)")
@@ -314,8 +305,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), help=", ".join(SCENARIOS))
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), help=", ".join(TARGETS))
     args = parser.parse_args(argv)
-    args.scenarios = _names(args.scenarios, SCENARIOS, "scenario")
-    args.targets = _names(args.targets, TARGETS, "target")
+    args.scenarios = chosen_names(args.scenarios, SCENARIOS, "scenario")
+    args.targets = chosen_names(args.targets, TARGETS, "target")
     return args
 
 
