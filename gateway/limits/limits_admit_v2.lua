@@ -31,11 +31,17 @@ local cutoff = now - window
 local function num(x) return string.format('%.17g', x) end
 local function int(x) return string.format('%d', x) end
 
+-- Seconds until an entry admitted at `at` leaves the window. Replicas read their clocks before
+-- their scripts run, so an entry may be a little younger than this call's `now`: never past the window.
+local function leaves(at)
+  return math.min(window, tonumber(at) + window - now)
+end
+
 -- Seconds until the entry of rank `rank` (oldest first) of a window ZSET leaves the window.
 local function leaves_in(key, rank)
   local entry = redis.call('ZRANGE', key, rank, rank, 'WITHSCORES')
   if #entry == 0 then return 0 end
-  return tonumber(entry[2]) + window - now
+  return leaves(entry[2])
 end
 
 local failed = {}  -- {reason, seconds until it could pass, or false for never}
@@ -82,7 +88,7 @@ local function check_tpm(reason, limit, zset, hash, total)
         for i = 1, #batch, 2 do
           freed = freed + (tonumber(redis.call('HGET', hash, batch[i])) or 0)
           if freed >= excess then
-            retry, found = tonumber(batch[i + 1]) + window - now, true
+            retry, found = leaves(batch[i + 1]), true
             break
           end
         end

@@ -78,6 +78,12 @@ def check_ask(ask: Ask) -> None:
         raise ValueError(f"invalid ask: {ask!r}")
 
 
+def _leaves_in(admitted_at: float, now: float) -> float:
+    """Seconds until an entry admitted at ``admitted_at`` leaves the window; never more than the
+    window, even when a caller's clock reading is a little older than the entry's."""
+    return min(WINDOW_SECONDS, admitted_at + WINDOW_SECONDS - now)
+
+
 def _binding(failed: list[tuple[LimitReason, float | None]]) -> tuple[LimitReason, float | None]:
     """The limit that passes last (None, never, beats any time); ties go to check order."""
     pick = failed[0]
@@ -120,17 +126,17 @@ class _Windows:
         del self.token_log[:gone]
 
     def requests_reset(self, now: float, rank: int = 0) -> float:
-        return self.requests[rank] + WINDOW_SECONDS - now if self.requests else 0.0
+        return _leaves_in(self.requests[rank], now) if self.requests else 0.0
 
     def tokens_reset(self, now: float) -> float:
-        return self.token_log[0][0] + WINDOW_SECONDS - now if self.token_log else 0.0
+        return _leaves_in(self.token_log[0][0], now) if self.token_log else 0.0
 
     def tokens_free_in(self, now: float, excess: int) -> float:
         freed = 0
         for at, rid in self.token_log:
             freed += self.tokens[rid][1]
             if freed >= excess:
-                return at + WINDOW_SECONDS - now
+                return _leaves_in(at, now)
         return WINDOW_SECONDS
 
     def check(self, failed: list[tuple[LimitReason, float | None]], names: tuple[LimitReason, LimitReason],

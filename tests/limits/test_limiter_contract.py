@@ -123,6 +123,20 @@ async def test_tpm_estimate_smaller_than_real_shows_real(limiter: Limiter) -> No
     assert await admitted(limiter, q, ask(1000), T0 + 60)
 
 
+async def test_retry_after_never_exceeds_the_window_when_a_clock_reading_is_older(limiter: Limiter) -> None:
+    """Replicas read their clocks before their admits reach the store, so an admit can carry a
+    ``now`` a little older than entries already in the window (seen in CI: Retry-After 61)."""
+    q = quota(rpm=1, tpm=100)
+    assert await admitted(limiter, q, ask(100), T0 + 0.5)
+    by_requests = await limiter.admit(q, ask(), T0)
+    assert (by_requests.reason, by_requests.retry_after) == ("rpm", 60)
+    assert by_requests.reset_requests is not None and by_requests.reset_requests <= 60
+    q = quota(tpm=100)
+    assert await admitted(limiter, q, ask(100), T0 + 0.5)
+    by_tokens = await limiter.admit(q, ask(50), T0)
+    assert (by_tokens.reason, by_tokens.retry_after) == ("tpm", 60)
+
+
 async def test_tpm_retry_after_waits_for_enough_tokens_to_leave(limiter: Limiter) -> None:
     q = quota(tpm=1000)
     assert await admitted(limiter, q, ask(400), T0)
