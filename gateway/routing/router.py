@@ -181,9 +181,10 @@ class Router:
                 deployment = self.choose(current, tried)
                 if deployment is None and retry > 0:
                     # The deployment we just waited for may still be resting for a few ms: timers
-                    # (uvloop's are millisecond-grained) can wake before the cooldown ends.
-                    soonest = self._next_available(current)
-                    if soonest is not None and soonest <= self.settings.max_retry_wait:
+                    # (uvloop's are millisecond-grained) can wake before the cooldown ends. None:
+                    # its rest ended between choose()'s clock reading and this one.
+                    soonest = self._next_available(current) or 0.0
+                    if soonest <= self.settings.max_retry_wait:
                         await asyncio.sleep(soonest + 0.002)
                         deployment = self.choose(current, tried)
                 if deployment is None:

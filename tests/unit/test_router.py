@@ -343,6 +343,41 @@ async def test_a_short_retry_after_is_waited_for(clock: Clock, sleeps: list[floa
     assert [e.action for e in routed.events] == ["retry"]
 
 
+class _BusyMachineClock(Clock):
+    """Timers wake ``early`` (uvloop's are millisecond-grained), and each clock reading comes
+    ``tick`` after the one before, as on a busy machine."""
+
+    def __init__(self, early: float, tick: float) -> None:
+        super().__init__()
+        self.early, self.tick = early, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+async def test_a_retry_after_ending_between_two_clock_readings_is_still_retried(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in CI: the router's wake-up read "still cooling down", the next reading "available
+    now", and the request failed with the provider's 429 instead of being retried."""
+    clock = _BusyMachineClock(early=0.001, tick=0.0005)
+
+    class EarlyTimers:
+        async def sleep(self, delay: float) -> None:
+            clock.now += delay - clock.early if delay > clock.early else delay
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(asyncio, name)
+
+    monkeypatch.setattr(router_module, "asyncio", EarlyTimers())
+    router, engine, _ = make([("m", "a")],
+                             lambda d, n: UpstreamRateLimited("slow", retry_after=1) if n == 0 else None,
+                             clock=clock, max_retry_wait=5)
+    routed = await router.send("m", CALL)
+    assert engine.calls == ["a", "a"]
+    assert routed.attempts == 2
+
+
 async def test_a_long_retry_after_skips_to_the_fallback_without_sleeping(clock: Clock,
                                                                         sleeps: list[float]) -> None:
     router, engine, _ = make([("m", "a"), ("m", "b"), ("f", "x")],
