@@ -20,7 +20,7 @@ from gateway.auth import MASTER, MasterKeyAuthenticator, Principal
 from gateway.errors import AuthenticationFailed, ServiceUnavailable
 from gateway.keys.models import KeyRecord, utcnow
 from gateway.keys.secrets import hash_secret
-from gateway.keys.store import EVERY_KEY, STORE_ERRORS, KeyStore
+from gateway.keys.store import EVERY_KEY, KeyStore, store_errors
 
 log = logging.getLogger("gateway.keys")
 
@@ -34,6 +34,8 @@ STORE_PROBE_SECONDS = 1.0
 class _Cached:
     record: KeyRecord | None
     fetched_at: float
+    #: Fetch again before use, but still good as a stale answer while the store is unreachable.
+    expired: bool = False
 
 
 def principal_for(record: KeyRecord) -> Principal:
@@ -82,7 +84,7 @@ class KeyAuthenticator:
     async def _lookup(self, key_hash: str) -> KeyRecord | None:
         now = self._monotonic()
         cached = self._cache.get(key_hash)
-        if cached is not None and now - cached.fetched_at < self._ttl:
+        if cached is not None and not cached.expired and now - cached.fetched_at < self._ttl:
             return cached.record
         if now < self._store_down_until:
             # Within a second of a failed lookup the store is not asked again: no request queues
@@ -90,7 +92,7 @@ class KeyAuthenticator:
             return self._stale(cached, now)
         try:
             record = await self._store.find_by_hash(key_hash)
-        except STORE_ERRORS as error:
+        except store_errors() as error:
             log.warning("key store unreachable (%s); serving cached key records for up to %.0f s",
                         type(error).__name__, self._stale_grace)
             self._store_down_until = now + STORE_PROBE_SECONDS
@@ -106,9 +108,16 @@ class KeyAuthenticator:
         raise ServiceUnavailable("the key store is unreachable; try again shortly", retry_after=1)
 
     def invalidate(self, key_id: str) -> None:
-        """Forget everything cached about a key (and every unknown-key answer, which it may now match)."""
+        """Forget everything cached about a key (and every unknown-key answer, which it may now match).
+
+        ``EVERY_KEY`` (the change feed reconnected and may have missed changes) makes every record
+        fetch again before its next use, but keeps it as the stale answer should the store be
+        unreachable again by then: a flapping store must not turn every key away."""
         if key_id == EVERY_KEY:
-            self._cache.clear()
+            for key_hash in [h for h, c in self._cache.items() if c.record is None]:
+                del self._cache[key_hash]
+            for cached in self._cache.values():
+                cached.expired = True
             return
         stale = [h for h, c in self._cache.items() if c.record is None or c.record.id == key_id]
         for key_hash in stale:
@@ -131,5 +140,5 @@ class KeyAuthenticator:
     async def _write_touch(self, key_id: str) -> None:
         try:
             await self._store.touch(key_id, utcnow())
-        except STORE_ERRORS:
+        except store_errors():
             log.info("could not record last_used_at for %s", key_id)

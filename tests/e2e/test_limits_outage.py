@@ -162,7 +162,10 @@ class Sample:
     response: httpx.Response | None
 
     def __str__(self) -> str:
-        return f"{self.who} sent at {self.sent:.3f} s: {self.status} in {self.latency * 1000:.0f} ms"
+        text = f"{self.who} sent at {self.sent:.3f} s: {self.status} in {self.latency * 1000:.0f} ms"
+        if self.response is not None and self.status != 200:
+            text += f" ({self.response.text[:200]})"
+        return text
 
 
 async def call(http: httpx.AsyncClient, gateway: Process, who: str, token: str, origin: float,
@@ -271,7 +274,9 @@ async def test_redis_killed_mid_load_and_restarted(gateway: Process, running_red
 
     killed, restarting, up = events["killed"], events["restarting"], events["up"]
     budget = [s for s in samples if s.who == "budget"]
-    story = f"Redis killed at {killed:.3f} s, up again at {up:.3f} s; budget key: {timeline(budget)}"
+    warnings = [line for line in gateway.logs()[log_start:].splitlines() if "WARNING" in line or "ERROR" in line]
+    story = (f"Redis killed at {killed:.3f} s, up again at {up:.3f} s; budget key: {timeline(budget)}; "
+             f"the gateway's warnings: {warnings[:10]}")
     # The master key never touches the store, so it is each wave's control: a keyed request that
     # took MAX_LATENCY_S longer than its wave's master-key request waited on the store. (A hiccup of
     # the whole machine delays the control too; a frozen gateway is caught by the absolute bound.)

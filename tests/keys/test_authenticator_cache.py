@@ -1,0 +1,124 @@
+"""The key cache in front of a real (SQLite) key store: what it serves when the store goes away, and
+what a change announcement does to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from gateway.auth import MasterKeyAuthenticator
+from gateway.errors import AuthenticationFailed, ServiceUnavailable
+from gateway.keys.authenticator import KeyAuthenticator
+from gateway.keys.models import KeyRecord
+from gateway.keys.secrets import display_prefix, hash_secret, new_key_id, new_secret
+from gateway.keys.sqlite_store import SqliteKeyStore
+from gateway.keys.store import EVERY_KEY
+
+
+class Unplugged:
+    """The real store, with its lookups failing while ``down`` (as a dead Redis fails them)."""
+
+    def __init__(self, store: SqliteKeyStore) -> None:
+        self.store = store
+        self.down = False
+        self.lookups = 0
+
+    async def find_by_hash(self, key_hash: str) -> KeyRecord | None:
+        self.lookups += 1
+        if self.down:
+            raise ConnectionRefusedError("store unplugged")
+        return await self.store.find_by_hash(key_hash)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Unplugged]:
+    opened = await SqliteKeyStore.open(tmp_path / "keys.db")
+    yield Unplugged(opened)
+    await opened.close()
+
+
+async def new_key(store: Unplugged) -> tuple[str, KeyRecord]:
+    secret = new_secret()
+    record = KeyRecord(id=new_key_id(), key_prefix=display_prefix(secret), key_hash=hash_secret(secret))
+    await store.store.create(record)
+    return secret, record
+
+
+def authenticator(store: Unplugged, clock: Clock) -> KeyAuthenticator:
+    master = MasterKeyAuthenticator(SecretStr("sk-master-0123456789abcdef"))
+    return KeyAuthenticator(store, master, ttl=0.5, stale_grace=60, monotonic=clock)  # type: ignore[arg-type]
+
+
+async def test_a_cached_record_answers_while_the_store_is_down(store: Unplugged) -> None:
+    clock = Clock()
+    auth = authenticator(store, clock)
+    secret, record = await new_key(store)
+    assert (await auth.authenticate(secret)).key_id == record.id
+    store.down = True
+    clock.now += 5  # well past the TTL, within the stale grace
+    assert (await auth.authenticate(secret)).key_id == record.id
+    clock.now += 60
+    with pytest.raises(ServiceUnavailable):
+        await auth.authenticate(secret)
+
+
+async def test_every_key_changed_refetches_but_keeps_the_stale_answer(store: Unplugged) -> None:
+    """The change feed says EVERY_KEY when it reconnects (changes may have been missed). Seen in CI:
+    forgetting every record then turned every key away while the store was still flapping."""
+    clock = Clock()
+    auth = authenticator(store, clock)
+    secret, record = await new_key(store)
+    await auth.authenticate(secret)
+
+    await store.store.update(record.model_copy(update={"enabled": False}))
+    auth.invalidate(EVERY_KEY)
+    with pytest.raises(AuthenticationFailed, match="disabled"):
+        await auth.authenticate(secret)  # fetched again at once, within the TTL
+
+    await store.store.update(record)
+    auth.invalidate(EVERY_KEY)
+    assert (await auth.authenticate(secret)).key_id == record.id
+    store.down = True
+    auth.invalidate(EVERY_KEY)
+    lookups = store.lookups
+    assert (await auth.authenticate(secret)).key_id == record.id
+    assert store.lookups == lookups + 1, "the store was asked first"
+
+
+async def test_a_key_announced_as_changed_is_not_served_stale(store: Unplugged) -> None:
+    """A revocation is announced by key id: that record is dropped, never kept as a stale answer."""
+    clock = Clock()
+    auth = authenticator(store, clock)
+    secret, record = await new_key(store)
+    await auth.authenticate(secret)
+    store.down = True
+    auth.invalidate(record.id)
+    with pytest.raises(ServiceUnavailable):
+        await auth.authenticate(secret)
+
+
+async def test_unknown_key_answers_are_dropped_on_every_key_changed(store: Unplugged) -> None:
+    clock = Clock()
+    auth = authenticator(store, clock)
+    secret = new_secret()
+    with pytest.raises(AuthenticationFailed):
+        await auth.authenticate(secret)
+    record = KeyRecord(id=new_key_id(), key_prefix=display_prefix(secret), key_hash=hash_secret(secret))
+    await store.store.create(record)
+    auth.invalidate(EVERY_KEY)
+    assert (await auth.authenticate(secret)).key_id == record.id
