@@ -154,7 +154,7 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
     app.state.settings = settings or Settings()
     app.state.span_exporter = span_exporter
     app.add_middleware(TelemetryMiddleware)  # server spans and the access log
-    install_error_handlers(app)
+    install_error_handlers(app, redis=app.state.settings.redis_url is not None)
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(cache_admin.router)

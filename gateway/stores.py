@@ -6,17 +6,17 @@ from __future__ import annotations
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry as SyncRetry
+from typing import TYPE_CHECKING
 
 from gateway.cache.types import EntryStore
 from gateway.embedded import claim_data_dir
 from gateway.keys.store import KeyStore
 from gateway.limits.types import Limiter
 from gateway.settings import Settings
+
+if TYPE_CHECKING:  # redis-py is loaded only when Redis is configured
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.retry import Retry as SyncRetry
 
 log = logging.getLogger("gateway.stores")
 #: Connections per client and process; beyond it, callers wait up to the Redis timeout.
@@ -32,16 +32,24 @@ class Stores:
     cache_entries: EntryStore
 
 
-#: One immediate retry on a broken connection (a stale socket after Redis restarted), none on a
-#: timeout: redis-py's default (10 retries with backoff up to 1 s) would hold requests for seconds
-#: on a dead store, the retry storm this gateway promises not to have.
-RETRY_ARGS = (NoBackoff(), 1)
-RETRY_ON = (RedisConnectionError,)
-
-
+# One immediate retry on a broken connection (a stale socket after Redis restarted), none on a
+# timeout: redis-py's default (10 retries with backoff up to 1 s) would hold requests for seconds
+# on a dead store, the retry storm this gateway promises not to have.
 def redis_retry_policy() -> SyncRetry:
     """For synchronous clients (slowapi's limits storage)."""
-    return SyncRetry(*RETRY_ARGS, supported_errors=RETRY_ON)
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+
+
+def async_redis_retry_policy() -> AsyncRetry:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
 async def _open_redis(settings: Settings, url: str, stack: AsyncExitStack) -> Stores:
@@ -61,7 +69,7 @@ async def _open_redis(settings: Settings, url: str, stack: AsyncExitStack) -> St
         pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=REDIS_MAX_CONNECTIONS, timeout=timeout, socket_timeout=timeout,
             socket_connect_timeout=timeout, health_check_interval=10,
-            retry=AsyncRetry(*RETRY_ARGS, supported_errors=RETRY_ON))
+            retry=async_redis_retry_policy())
         return redis.Redis(connection_pool=pool)
 
     keys = RedisKeyStore(client())

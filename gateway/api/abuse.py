@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter, RateLimiter
-from redis.exceptions import RedisError
 from slowapi import Limiter
 from slowapi.util import get_remote_address
 from starlette.requests import Request
 
 from gateway.errors import RateLimited
+from gateway.keys.store import store_errors
 from gateway.stores import redis_retry_policy
 
 log = logging.getLogger("gateway.abuse")
@@ -55,7 +55,7 @@ class AbuseGuard:
             return operation(self._local)
         try:
             return operation(self._limiter.limiter)
-        except (RedisError, OSError) as error:
+        except store_errors() as error:
             log.warning("abuse-limit storage unreachable (%s); counting in this process", type(error).__name__)
             self._down_until = time.monotonic() + self._probe_interval
             return operation(self._local)

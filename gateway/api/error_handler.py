@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from gateway.api.http import request_id_for
 from gateway.errors import GatewayError, InvalidRequest, MethodNotAllowed, NotFound, ServiceUnavailable
-from gateway.keys.store import STORE_ERRORS
+from gateway.keys.store import BASE_STORE_ERRORS
 from gateway.pipeline import RequestContext
 
 log = logging.getLogger("gateway.errors")
@@ -90,11 +90,17 @@ async def _unexpected(request: Request, error: Exception) -> Response:
     return render(request, GatewayError("internal error in the gateway"))
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, redis: bool) -> None:
+    """``redis``: the stores are on Redis, so its errors are store errors too (503, not 500)."""
+    store_error_types = list(BASE_STORE_ERRORS)
+    if redis:
+        from redis.exceptions import RedisError
+
+        store_error_types.append(RedisError)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
-    for store_error in STORE_ERRORS:
+    for store_error in store_error_types:
         app.add_exception_handler(store_error, _store_down)
     app.add_exception_handler(Exception, _unexpected)

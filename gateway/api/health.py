@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from gateway.api.deps import ServicesDep
 from gateway.api.http import dumps, json_response
-from gateway.keys.store import STORE_ERRORS
+from gateway.keys.store import store_errors
 from gateway.observability.metrics import PrometheusObserver
 
 router = APIRouter(tags=["health"])
@@ -23,7 +23,7 @@ async def readyz(request: Request, services: ServicesDep) -> Response:
     router_ = services.table.router
     try:
         store_ok = await services.key_store.ping()
-    except STORE_ERRORS:
+    except store_errors():
         store_ok = False
     # gateway_store_up: refreshed whenever something probes readiness (the orchestrator, compose).
     metrics: PrometheusObserver | None = getattr(request.app.state, "metrics", None)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from gateway.errors import ServiceUnavailable
-from gateway.keys.store import STORE_ERRORS
+from gateway.keys.store import store_errors
 from gateway.limits.types import Ask, BudgetStatus, Decision, LedgerRow, Limiter, Quota, Spend, WindowUsage
 
 log = logging.getLogger("gateway.limits")
@@ -46,7 +46,7 @@ class FailoverLimiter:
         if not self.degraded:
             try:
                 return await self._shared.admit(quota, ask, now)
-            except STORE_ERRORS as error:
+            except store_errors() as error:
                 self._mark_down(error)
         if quota.budget_usd is not None:
             raise ServiceUnavailable("the budget store is unreachable; budgeted keys are paused", retry_after=1)
@@ -60,7 +60,7 @@ class FailoverLimiter:
             return
         try:
             await self._shared.settle(quota, ask, spend, now)
-        except STORE_ERRORS as error:
+        except store_errors() as error:
             # The shared slot comes back when its lease expires; the ledger misses this request.
             self._mark_down(error)
             log.error("could not settle %s on the shared store: %s", ask.reservation_id, type(error).__name__)

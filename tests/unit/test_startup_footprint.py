@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -38,4 +39,35 @@ def test_importing_the_app_leaves_the_semantic_tier_unloaded() -> None:
     code = "import sys, gateway.app; print(' '.join(m for m in sys.argv[1:] if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code, *SEMANTIC_ONLY], capture_output=True, text=True,
                           check=True, timeout=120)
+    assert done.stdout.split() == []
+
+
+def test_the_embedded_default_never_loads_redis(tmp_path: Path) -> None:
+    """redis-py is about 16 MB of RSS and 0.7 s of start-up; without GATEWAY_REDIS_URL nothing needs it,
+    neither at start-up nor on the paths that talk to stores (keys, limits, the abuse guard)."""
+    code = """
+import asyncio, sys, httpx
+from pathlib import Path
+from gateway.app import create_app
+from gateway.settings import Settings
+
+MASTER = {"authorization": "Bearer sk-test-master-key-0123456789"}
+
+async def main(data_dir):
+    app = create_app(Settings(data_dir=Path(data_dir), master_key=MASTER["authorization"][7:],
+                              config_poll_seconds=0))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gateway.test") as client:
+        assert (await client.get("/readyz")).status_code == 200
+        key = (await client.post("/admin/keys", headers=MASTER, json={"rpm": 5})).json()["key"]
+        assert (await client.get("/v1/models", headers={"authorization": f"Bearer {key}"})).status_code == 200
+        wrong = await client.get("/v1/models", headers={"authorization": "Bearer sk-gw-not-a-key-000000000000"})
+        assert wrong.status_code == 401, wrong.text
+
+asyncio.run(main(sys.argv[1]))
+print(" ".join(sorted(m for m in sys.modules if m == "redis" or m.startswith("redis."))))
+"""
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == []
