@@ -1,6 +1,6 @@
 """Where the gateway's CPU goes under load: py-spy samples of one worker, as markdown tables.
 
-    .venv/bin/python bench/profile_gateway.py                       # chat-c16 and stream-c16, 15 s each
+    .venv/bin/python bench/profile_gateway.py                       # chat-c16, stream-c16, litellm-path-c16, 15 s each
     .venv/bin/python bench/profile_gateway.py --scenarios chat-c16 --seconds 30 --keep profiles/
 
 The gateway runs as in bench/compare.py (virtual key, limits, exact cache, metrics, traces to a sink)
@@ -32,8 +32,8 @@ import wrk_runner
 from children import Children, log, run_main
 
 TEST_CPU, LOAD_CPU = 0, 1
-SCENARIOS = {"chat-c16": ("chat", False, 16), "stream-c16": ("stream", True, 16)}
-
+SCENARIOS = {"chat-c16": ("chat", False, 16), "stream-c16": ("stream", True, 16),
+             "litellm-path-c16": ("anthropic", False, 16)}
 
 
 def parse_collapsed(text: str) -> tuple[Counter[str], Counter[str], int]:

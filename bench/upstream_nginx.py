@@ -26,7 +26,9 @@ ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
 STREAM_CHUNKS = 20
 SLOW_MS = 500
 MODEL = "gpt-4o-mini"
-ANTHROPIC_MODEL = "claude-3-5-haiku-20241022"
+#: A name both our litellm and LiteLLM Proxy 1.108.7 find in their price maps (issue #7: unknown names
+#: make litellm walk its model-map generalisation rules on every call, in both).
+ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"
 REPLY = "Hello from the benchmark mock upstream."
 
 _CREATED = 1_700_000_000
