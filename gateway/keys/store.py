@@ -21,7 +21,7 @@ from typing import Protocol
 from gateway.keys.models import AuditEntry, KeyRecord
 
 #: Yielded by ``changes()`` when notifications may have been missed (a lost subscription came back):
-#: caches forget every key.
+#: caches fetch every key again before its next use.
 EVERY_KEY = "*"
 
 #: What any backend raises when it cannot answer (down, slow, locked), Redis's errors aside.
