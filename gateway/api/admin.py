@@ -37,7 +37,7 @@ AdminDep = Annotated[KeyAdmin, Depends(key_admin)]
 KeyId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-def _request_id(request: Request) -> str:
+def request_id_of(request: Request) -> str:
     ctx = getattr(request.state, "ctx", None)
     return ctx.request_id if ctx else ""
 
@@ -45,7 +45,7 @@ def _request_id(request: Request) -> str:
 @router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=KeyCreated,
              summary="Create a key; the response is the only place its secret appears")
 async def create_key(body: KeyCreate, caller: Caller, admin: AdminDep, request: Request) -> KeyCreated:
-    return await admin.create(caller, body, _request_id(request))
+    return await admin.create(caller, body, request_id_of(request))
 
 
 @router.get("/keys", response_model=KeyPage, summary="List keys (one team for team admins), oldest first")
@@ -64,19 +64,19 @@ async def get_key(key_id: KeyId, caller: Caller, admin: AdminDep) -> KeyView:
 
 @router.patch("/keys/{key_id}", response_model=KeyView, summary="Change any field but the secret")
 async def update_key(key_id: KeyId, body: KeyUpdate, caller: Caller, admin: AdminDep, request: Request) -> KeyView:
-    return await admin.update(caller, key_id, body, _request_id(request))
+    return await admin.update(caller, key_id, body, request_id_of(request))
 
 
 @router.delete("/keys/{key_id}", response_model=KeyView, summary="Revoke a key (the record stays, for audit)")
 async def revoke_key(key_id: KeyId, caller: Caller, admin: AdminDep, request: Request) -> KeyView:
-    return await admin.revoke(caller, key_id, _request_id(request))
+    return await admin.revoke(caller, key_id, request_id_of(request))
 
 
 @router.post("/keys/{key_id}/rotate", response_model=KeyCreated,
              summary="Issue a new secret; the old one keeps working for grace_seconds")
 async def rotate_key(key_id: KeyId, caller: Caller, admin: AdminDep, request: Request,
                      grace_seconds: Annotated[int, Body(embed=True, ge=0, le=7 * 24 * 3600)] = 0) -> KeyCreated:
-    return await admin.rotate(caller, key_id, grace_seconds, _request_id(request))
+    return await admin.rotate(caller, key_id, grace_seconds, request_id_of(request))
 
 
 @router.get("/keys/{key_id}/usage", response_model=KeyUsage,
@@ -98,7 +98,7 @@ async def reload_config(caller: Caller, services: ServicesDep, request: Request)
     if caller.role != "master":
         raise PermissionDenied("reloading the routing file needs the master key")
     result = services.table.reload()
-    await services.key_admin.record_reload(caller, result.applied, _request_id(request))
+    await services.key_admin.record_reload(caller, result.applied, request_id_of(request))
     if not result.applied:
         raise ConfigRejected("the routing file was not applied: " + "; ".join(result.problems))
     return {"status": "applied", "aliases": list(result.aliases)}

@@ -163,3 +163,11 @@ class KeyAdmin:
 
     async def record_reload(self, actor: Principal, applied: bool, request_id: str | None) -> None:
         await self._audit(actor, "reload", None, {"applied": applied}, request_id)
+
+    async def record_cache_purge(self, actor: Principal, *, key_id: str | None, team: str | None,
+                                 alias: str | None, removed: dict[str, int], request_id: str | None) -> None:
+        """A purge is audited under the key and team it was filtered by, so their audit views show it."""
+        await self._store.append_audit(AuditEntry(
+            id=uuid.uuid4().hex, at=utcnow(), actor=actor.key_id, actor_team=actor.team, action="cache_purge",
+            key_id=key_id, team=team, changes={"alias": alias, **removed}, request_id=request_id,
+        ))

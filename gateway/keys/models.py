@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 KeyRole = Literal["user", "admin"]
 BudgetPeriod = Literal["daily", "weekly", "monthly", "total"]
-AuditAction = Literal["create", "update", "revoke", "rotate", "reload"]
+AuditAction = Literal["create", "update", "revoke", "rotate", "reload", "cache_purge"]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@\- ]+$")]
 
 

@@ -291,6 +291,10 @@ def test_purge_by_key_team_alias_and_everything(gateway: Process) -> None:
 
         assert purge(gateway, key_id=red1["id"]) == {"exact": 2, "semantic": 1, "key_id": red1["id"], "team": None,
                                                      "alias": None}
+        audit = httpx.get(f"{gateway.url}/admin/audit", headers=MASTER, params={"key_id": red1["id"]}).json()
+        purged = audit["data"][0]  # newest first
+        assert (purged["action"], purged["actor"], purged["key_id"]) == ("cache_purge", "master", red1["id"])
+        assert purged["changes"] == {"alias": None, "exact": 2, "semantic": 1}
         assert alive() == {"red1": ["miss", "miss"], "red2": ["hit", "hit"], "blue": ["hit", "hit"]}
         assert purge(gateway, alias="exact-only", team=f"red-{suffix}")["exact"] == 1
         assert alive() == {"red1": ["miss", "miss"], "red2": ["hit", "miss"], "blue": ["hit", "hit"]}
