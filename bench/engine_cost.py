@@ -21,6 +21,10 @@ Methods (each row also runs streaming):
   5. litellm.acompletion   called directly on ``openai/mock``
   6. litellm.Router        ``Router(model_list=...).acompletion(model=alias)``, num_retries=0
   7. litellm engine, anthropic   LitellmEngine on ``anthropic/claude-mock`` (translation both ways)
+  8. Anthropic config, direct    litellm's ``AnthropicConfig`` called directly (``get_optional_params``,
+                                 ``validate_environment``, ``transform_request``, our aiohttp POST,
+                                 ``transform_response``): the translation alone, without
+                                 ``acompletion``'s machinery; non-streaming only (a probe for issue #7)
 
 Only 127.0.0.1 is contacted. The mock is stopped when the script ends, on errors, Ctrl-C and SIGTERM.
 The table goes to stdout, progress to stderr.
@@ -56,6 +60,7 @@ from types import FrameType
 from typing import Any
 
 import aiohttp
+import httpx
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,7 +147,7 @@ class Mock:
 class Method:
     name: str
     call: CallFn
-    stream: CallFn
+    stream: CallFn | None
 
 
 @dataclass
@@ -175,7 +180,7 @@ def _content_of_chunk(chunk: Any) -> bool:
 
 
 async def build_methods(session: aiohttp.ClientSession, mock_base: str) -> tuple[list[Method], Any]:
-    """The seven methods; also returns an object whose ``aclose`` releases litellm's clients."""
+    """The eight methods; also returns an object whose ``aclose`` releases litellm's clients."""
     import litellm
     from litellm.router import Router as LitellmRouter
 
@@ -272,12 +277,11 @@ async def build_methods(session: aiohttp.ClientSession, mock_base: str) -> tuple
 
         async def stream() -> int:
             upstream = await engine.open_stream(stream_deployment, ucall(model, True))
-            frames = 0
-            async for _frame in upstream:
-                frames += 1
+            async for _frames in upstream:  # one item may carry several events (the native engine batches)
+                pass
             if upstream.error is not None:
                 raise RuntimeError(f"{label}: stream failed: {upstream.error}")
-            return _check_chunks(label, frames)
+            return _check_chunks(label, upstream.relayed)
 
         return call, stream
 
@@ -291,13 +295,12 @@ async def build_methods(session: aiohttp.ClientSession, mock_base: str) -> tuple
 
     async def router_stream() -> int:
         routed = await router.open_stream("native-stream", ucall("native-stream", True))
-        frames = 0
         try:
-            async for _frame in routed.value:
-                frames += 1
+            async for _frames in routed.value:
+                pass
         finally:
-            router.stream_finished(routed.deployment)
-        return _check_chunks("Router + native", frames)
+            router.stream_finished(routed.deployment, None)
+        return _check_chunks("Router + native", routed.value.relayed)
 
     # 5. and 6.: litellm directly
     async def litellm_call() -> int:
@@ -327,6 +330,42 @@ async def build_methods(session: aiohttp.ClientSession, mock_base: str) -> tuple
             chunks += _content_of_chunk(chunk)
         return _check_chunks("litellm.Router", chunks)
 
+    # 8.: the Anthropic translation alone, litellm's provider config called directly
+    from litellm.types.utils import LlmProviders, ModelResponse
+    from litellm.utils import ProviderConfigManager, get_optional_params
+
+    anthropic_config = ProviderConfigManager.get_provider_chat_config(model="claude-mock",
+                                                                      provider=LlmProviders.ANTHROPIC)
+    assert anthropic_config is not None
+    messages_url = f"{mock_base}/v1/messages"
+
+    class _NoLogging:  # transform_response reports to litellm's logging object; nothing listens here
+        def post_call(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    no_logging: Any = _NoLogging()
+
+    async def anthropic_direct_call() -> int:
+        messages: Any = list(MESSAGES)  # litellm types them as its own message TypedDicts
+        optional = get_optional_params(model="claude-mock", custom_llm_provider="anthropic", max_tokens=MAX_TOKENS,
+                                       messages=messages)
+        params = {"api_base": messages_url}
+        request_headers = anthropic_config.validate_environment(
+            headers={}, model="claude-mock", messages=messages, optional_params=optional,
+            litellm_params=params, api_key="x", api_base=messages_url)
+        data = anthropic_config.transform_request(model="claude-mock", messages=messages,
+                                                  optional_params=optional, litellm_params=params,
+                                                  headers=request_headers)
+        async with session.post(messages_url, data=orjson.dumps(data), headers=request_headers) as answer:
+            answer.raise_for_status()
+            raw = httpx.Response(answer.status, headers=dict(answer.headers), content=await answer.read(),
+                                 request=httpx.Request("POST", messages_url))
+        response = anthropic_config.transform_response(
+            model="claude-mock", raw_response=raw, model_response=ModelResponse(), logging_obj=no_logging,
+            request_data=data, messages=messages, optional_params=optional, litellm_params=params,
+            encoding=None, api_key="x")
+        return len(response.choices[0].message.content or "")
+
     methods = [
         Method("1. bare aiohttp (floor)", bare_call, bare_stream),
         Method("2. our native engine", native_call, native_stream),
@@ -335,6 +374,7 @@ async def build_methods(session: aiohttp.ClientSession, mock_base: str) -> tuple
         Method("5. litellm.acompletion (openai/mock)", litellm_call, litellm_stream),
         Method("6. litellm.Router.acompletion", lite_router_call, lite_router_stream),
         Method("7. our litellm engine (anthropic/claude-mock)", anth_call, anth_stream),
+        Method("8. litellm's Anthropic config called directly (claude-mock)", anthropic_direct_call, None),
     ]
     return methods, lite_router
 
@@ -380,6 +420,8 @@ async def run(args: argparse.Namespace, mock_base: str) -> list[Result]:
         for method in selected:
             result = Result(method.name)
             for mode, fn, n in (("call", method.call, args.n), ("stream", method.stream, args.stream_n)):
+                if fn is None:
+                    continue
                 warmup = max(5, n // 10)
                 print(f"{method.name}: {mode} x{n} (warm-up {warmup}) ...", file=sys.stderr, flush=True)
                 cpu, wall, others = await measure(fn, n, warmup)
@@ -396,6 +438,10 @@ async def run(args: argparse.Namespace, mock_base: str) -> list[Result]:
 # -- reporting ------------------------------------------------------------------------------------
 
 
+def _ms(values: dict[str, float], mode: str) -> str:
+    return f"{values[mode]:.3f}" if mode in values else "n/a"
+
+
 def _ratio(value: float, floor: float | None) -> str:
     return f"{value / floor:.1f}{TIMES}" if floor else "-"
 
@@ -410,10 +456,11 @@ def report(results: list[Result], args: argparse.Namespace, loop_name: str) -> s
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        streamed = "stream" in r.cpu_ms
         lines.append(
             f"| {r.name} | {r.cpu_ms['call']:.3f} | {_ratio(r.cpu_ms['call'], floor_call)} "
-            f"| {r.cpu_ms['stream']:.3f} | {_ratio(r.cpu_ms['stream'], floor_stream)} "
-            f"| {r.wall_ms['call']:.3f} | {r.wall_ms['stream']:.3f} "
+            f"| {_ms(r.cpu_ms, 'stream')} | {_ratio(r.cpu_ms['stream'], floor_stream) if streamed else 'n/a'} "
+            f"| {r.wall_ms['call']:.3f} | {_ms(r.wall_ms, 'stream')} "
             f"| {max(r.others.values()):.0%}{' (noisy)' if max(r.others.values()) > NOISY_SHARE else ''} |"
         )
     by_number = {r.name.split(".", 1)[0]: r for r in results}
@@ -421,11 +468,13 @@ def report(results: list[Result], args: argparse.Namespace, loop_name: str) -> s
     for label, top, bottom in (("our Router over the native engine", "3", "2"),
                                ("litellm.Router over litellm.acompletion", "6", "5"),
                                ("our litellm engine over litellm.acompletion", "4", "5"),
-                               ("anthropic translation over openai via our litellm engine", "7", "4")):
+                               ("anthropic translation over openai via our litellm engine", "7", "4"),
+                               ("litellm's Anthropic config called directly over our litellm engine", "8", "7")):
         if top in by_number and bottom in by_number:
             a, b = by_number[top].cpu_ms, by_number[bottom].cpu_ms
-            derived.append(f"- {label}: {a['call'] - b['call']:+.3f} ms/call, "
-                           f"{a['stream'] - b['stream']:+.3f} ms/stream")
+            per_stream = (f", {a['stream'] - b['stream']:+.3f} ms/stream" if "stream" in a and "stream" in b
+                          else "")
+            derived.append(f"- {label}: {a['call'] - b['call']:+.3f} ms/call{per_stream}")
     lines += ["", "Differences (CPU ms):", *derived] if derived else []
     lines += [
         "",
@@ -461,8 +510,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stream-n", type=int, default=None, help="streams per method (150)")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                         help="event loop; the gateway runs on uvloop (default)")
-    parser.add_argument("--only", type=int, nargs="+", choices=range(1, 8), metavar="K",
-                        help="run only these methods (1-7); ratios need method 1")
+    parser.add_argument("--only", type=int, nargs="+", choices=range(1, 9), metavar="K",
+                        help="run only these methods (1-8); ratios need method 1")
     args = parser.parse_args(argv)
     default = 50 if args.quick else None
     args.n = args.n or default or 300
