@@ -100,7 +100,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         else:
             config = load_config(settings.config)
             source = str(settings.config)
-        table = RoutingTable(config, {"native": NativeEngine(session), "litellm": LitellmEngine()},
+        table = RoutingTable(config, {"native": NativeEngine(session), "litellm": LitellmEngine(session)},
                              source=settings.config)
         master = MasterKeyAuthenticator(settings.master_key)
         stores = await open_stores(settings, stack)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+import aiohttp
 import litellm
 import orjson
 from litellm import exceptions as provider_errors
@@ -28,6 +29,7 @@ from gateway.errors import (
     error_from_upstream_status,
 )
 from gateway.routing.deployments import Deployment
+from gateway.routing.litellm_direct import DirectTranslation
 from gateway.routing.openai_shape import openai_shape
 from gateway.routing.relay import FrameRelay
 from gateway.routing.sse import parse_retry_after, scrub
@@ -142,10 +144,13 @@ def _dump(obj: Any) -> dict[str, Any]:
 
 
 class LitellmEngine:
-    def __init__(self) -> None:
+    def __init__(self, session: aiohttp.ClientSession | None = None) -> None:
+        """With ``session``, plain non-streaming chat to the providers in ``litellm_direct.GLUE`` skips
+        ``acompletion`` (gateway/routing/litellm_direct.py); without, every call goes through it."""
         # Process-wide and idempotent: stops litellm printing help banners (its provider list) to
         # stdout from inside its cost and provider look-ups; errors still reach us as exceptions.
         litellm.suppress_debug_info = True
+        self._direct = DirectTranslation(session) if session is not None else None
 
     async def _invoke(self, call: UpstreamCall, kwargs: dict[str, Any]) -> Any:
         if call.operation == "chat":
@@ -155,9 +160,11 @@ class LitellmEngine:
         return await litellm.aembedding(**kwargs)
 
     async def send(self, deployment: Deployment, call: UpstreamCall) -> UpstreamResponse:
-        kwargs = _call_kwargs(deployment, call)
         with translate_litellm_errors(deployment):
-            response = await self._invoke(call, kwargs)
+            if self._direct is not None and self._direct.handles(deployment, call):
+                response = await self._direct.send(deployment, call)
+            else:
+                response = await self._invoke(call, _call_kwargs(deployment, call))
             data = _dump(response)
         response_id = data.get("id")
         return UpstreamResponse(orjson.dumps(data), Usage.from_openai(data.get("usage")), data.get("model"),

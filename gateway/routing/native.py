@@ -86,7 +86,7 @@ async def _raise_for_status(response: aiohttp.ClientResponse, deployment: Deploy
     )
 
 
-def _transport_error(error: BaseException, deployment: Deployment) -> GatewayError:
+def transport_error(error: BaseException, deployment: Deployment) -> GatewayError:
     name = deployment.describe()
     if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         return UpstreamTimeout(f"deployment {name} timed out")
@@ -113,7 +113,7 @@ class NativeEngine:
         except GatewayError:
             raise
         except (TimeoutError, aiohttp.ClientError) as error:
-            raise _transport_error(error, deployment) from error
+            raise transport_error(error, deployment) from error
         try:
             parsed: dict[str, Any] = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -134,7 +134,7 @@ class NativeEngine:
             response = await self._session.post(url, data=_upstream_body(deployment, call),
                                                 headers=headers, timeout=timeout)
         except (TimeoutError, aiohttp.ClientError) as error:
-            raise _transport_error(error, deployment) from error
+            raise transport_error(error, deployment) from error
         stream = NativeStream(response, deployment, call.client_wants_usage)
         try:
             await _raise_for_status(response, deployment)
@@ -142,7 +142,7 @@ class NativeEngine:
         except BaseException as error:
             response.close()
             if isinstance(error, aiohttp.ClientError | asyncio.TimeoutError):
-                raise _transport_error(error, deployment) from error
+                raise transport_error(error, deployment) from error
             raise
         return stream
 
@@ -226,7 +226,7 @@ class NativeStream(FrameRelay):
             try:
                 data = await content.readany()
             except (TimeoutError, aiohttp.ClientError) as error:
-                raise _transport_error(error, self._deployment) from error
+                raise transport_error(error, self._deployment) from error
             try:
                 for line in self._lines(data):
                     if not line.startswith(b"data:"):
