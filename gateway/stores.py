@@ -44,7 +44,8 @@ def redis_retry_policy() -> SyncRetry:
     return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
-def async_redis_retry_policy() -> AsyncRetry:
+def _async_redis_retry_policy() -> AsyncRetry:
+    """For the asyncio clients of the key store, limiter and cache."""
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -69,7 +70,7 @@ async def _open_redis(settings: Settings, url: str, stack: AsyncExitStack) -> St
         pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=REDIS_MAX_CONNECTIONS, timeout=timeout, socket_timeout=timeout,
             socket_connect_timeout=timeout, health_check_interval=10,
-            retry=async_redis_retry_policy())
+            retry=_async_redis_retry_policy())
         return redis.Redis(connection_pool=pool)
 
     keys = RedisKeyStore(client())

@@ -54,11 +54,13 @@ class KeyAdmin:
         self._limiter = limiter
 
     async def _audit(self, actor: Principal, action: AuditAction, record: KeyRecord | None,
-                     changes: dict[str, Any], request_id: str | None) -> None:
+                     changes: dict[str, Any], request_id: str | None, *, key_id: str | None = None,
+                     team: str | None = None) -> None:
+        """Filed under ``record``'s key and team, else under ``key_id`` and ``team``."""
         await self._store.append_audit(AuditEntry(
             id=uuid.uuid4().hex, at=utcnow(), actor=actor.key_id, actor_team=actor.team,
             action=action,
-            key_id=record.id if record else None, team=record.team if record else None,
+            key_id=record.id if record else key_id, team=record.team if record else team,
             changes={k: _audit_value(v) for k, v in changes.items()}, request_id=request_id,
         ))
 
@@ -167,7 +169,5 @@ class KeyAdmin:
     async def record_cache_purge(self, actor: Principal, *, key_id: str | None, team: str | None,
                                  alias: str | None, removed: dict[str, int], request_id: str | None) -> None:
         """A purge is audited under the key and team it was filtered by, so their audit views show it."""
-        await self._store.append_audit(AuditEntry(
-            id=uuid.uuid4().hex, at=utcnow(), actor=actor.key_id, actor_team=actor.team, action="cache_purge",
-            key_id=key_id, team=team, changes={"alias": alias, **removed}, request_id=request_id,
-        ))
+        await self._audit(actor, "cache_purge", None, {"alias": alias, **removed}, request_id, key_id=key_id,
+                          team=team)
