@@ -56,9 +56,10 @@ GLUE: dict[str, ProviderGlue] = {
                               {"is_vertex_request": False}),
 }
 
-#: Request fields whose translation is tested for parity with ``acompletion``.
-PLAIN_FIELDS = frozenset({"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-                          "stop", "tools", "tool_choice", "response_format"})
+#: Request fields whose translation is tested for parity with ``acompletion`` (``stream`` only as false:
+#: ``handles`` sends streams to ``acompletion``; clients such as LangChain send ``"stream": false``).
+PLAIN_FIELDS = frozenset({"model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature",
+                          "top_p", "stop", "tools", "tool_choice", "response_format"})
 PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 
 
@@ -107,7 +108,7 @@ class DirectTranslation:
         glue, config = GLUE[provider], self._config(provider, deployment.upstream_model)
         # The configs edit messages in place; the call's body is the client's and must stay as sent.
         messages = copy.deepcopy(call.body["messages"])
-        params = {k: v for k, v in call.body.items() if k not in ("model", "messages")}
+        params = {k: v for k, v in call.body.items() if k not in ("model", "messages", "stream")}
         optional = get_optional_params(model=model, custom_llm_provider=provider, messages=messages, **params)
         json_mode = bool(optional.pop("json_mode", False))
         translate_params = {**optional, **glue.handler_params}

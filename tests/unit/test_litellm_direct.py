@@ -19,7 +19,7 @@ import pytest
 from gateway.config import parse_config
 from gateway.errors import GatewayError, UpstreamUnavailable
 from gateway.routing.deployments import Deployment, build_deployments
-from gateway.routing.litellm_direct import DirectTranslation, is_plain
+from gateway.routing.litellm_direct import DirectTranslation
 from gateway.routing.litellm_engine import LitellmEngine
 from gateway.routing.types import UpstreamCall
 from tests.processes import Process
@@ -33,6 +33,7 @@ HELLO = [{"role": "user", "content": "hello there"}]
 
 BODIES: dict[str, dict[str, Any]] = {
     "text": {"messages": HELLO, "max_tokens": 20},
+    "stream false": {"messages": HELLO, "stream": False},
     "system and sampling": {"messages": [{"role": "system", "content": "Be brief."}, *HELLO],
                             "temperature": 0.2, "top_p": 0.9, "stop": ["xyz"], "max_completion_tokens": 30},
     "text parts": {"messages": [{"role": "user", "content": [{"type": "text", "text": "one"},
@@ -60,6 +61,13 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def deployment(mock: Process, model: str) -> Deployment:
     config = parse_config({"model_list": [{"model_name": "claude", "litellm_params": {
         "model": f"anthropic/{model}", "api_base": mock.url, "api_key": "sk-upstream-parity"}}]}, environ={})
+    return build_deployments(config)["claude"][0]
+
+
+def anthropic_deployment(model: str = "anthropic/claude-mock") -> Deployment:
+    """Nothing listens on its port (9, discard)."""
+    config = parse_config({"model_list": [{"model_name": "claude", "litellm_params": {
+        "model": model, "api_base": "http://127.0.0.1:9", "api_key": "x"}}]}, environ={})
     return build_deployments(config)["claude"][0]
 
 
@@ -126,9 +134,7 @@ async def test_failures_are_the_same_errors(model: str, mock_upstream: Process,
 async def test_an_unreachable_provider_fails_over_on_both_paths(session: aiohttp.ClientSession) -> None:
     """The one difference: acompletion reports a refused connection as the provider's HTTP 500 (502
     here); the direct path says what happened, 503 "cannot connect", as the native engine does."""
-    config = parse_config({"model_list": [{"model_name": "claude", "litellm_params": {
-        "model": "anthropic/claude-mock", "api_base": "http://127.0.0.1:9", "api_key": "x"}}]}, environ={})
-    target = build_deployments(config)["claude"][0]
+    target = anthropic_deployment()
     call = UpstreamCall(operation="chat", body={"model": "claude", "messages": HELLO}, stream=False,
                         client_wants_usage=False)
     errors: list[GatewayError] = []
@@ -146,9 +152,21 @@ async def test_an_unreachable_provider_fails_over_on_both_paths(session: aiohttp
     {"model": "claude", "messages": HELLO, "stream": True},
     {"model": "claude", "messages": HELLO, "user": "u-1"},
     {"model": "claude", "messages": HELLO, "metadata": {"a": "b"}},
+    {"model": "claude", "messages": HELLO, "n": 1},
     {"model": "claude", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]},
+    {"model": "claude", "messages": [{"role": "function", "name": "f", "content": "x"}]},
     {"model": "claude", "messages": "not a list"},
 ])
 def test_anything_else_goes_through_acompletion(body: dict[str, Any]) -> None:
-    assert not is_plain(body)
+    call = UpstreamCall(operation="chat", body=body, stream=body.get("stream") is True)
+    assert not DirectTranslation.handles(anthropic_deployment(), call)
+
+
+def test_other_providers_and_operations_go_through_acompletion() -> None:
+    body = {"model": "m", "messages": HELLO}
+    assert DirectTranslation.handles(anthropic_deployment(), UpstreamCall(operation="chat", body=body))
+    assert not DirectTranslation.handles(anthropic_deployment("bedrock/anthropic.claude-v2"),
+                                         UpstreamCall(operation="chat", body=body))
+    assert not DirectTranslation.handles(anthropic_deployment(),
+                                         UpstreamCall(operation="completion", body={"model": "m", "prompt": "x"}))
