@@ -41,8 +41,12 @@ class ProviderGlue:
     """What litellm's ``completion()`` does for a provider around its config's translation."""
 
     default_base: str
+    #: Where ``completion()`` finds the base URL when the deployment has none, in order.
+    base_env: tuple[str, ...]
     #: The route ``completion()`` appends to the base URL when it is missing.
     route: str
+    #: Set (to anything true), ``completion()`` leaves the base URL as given: such setups stay on it.
+    no_route_env: str
     #: Where ``completion()`` finds the key when the deployment has none.
     key_env: str
     #: The provider's error type, which litellm's ``exception_type`` maps to its OpenAI-style errors.
@@ -52,8 +56,10 @@ class ProviderGlue:
 
 
 GLUE: dict[str, ProviderGlue] = {
-    "anthropic": ProviderGlue("https://api.anthropic.com", "v1/messages", "ANTHROPIC_API_KEY", AnthropicError,
-                              {"is_vertex_request": False}),
+    "anthropic": ProviderGlue(
+        default_base="https://api.anthropic.com", base_env=("ANTHROPIC_API_BASE", "ANTHROPIC_BASE_URL"),
+        route="v1/messages", no_route_env="LITELLM_ANTHROPIC_DISABLE_URL_SUFFIX", key_env="ANTHROPIC_API_KEY",
+        error=AnthropicError, handler_params={"is_vertex_request": False}),
 }
 
 #: Request fields whose translation is tested for parity with ``acompletion`` (``stream`` only as false:
@@ -92,8 +98,9 @@ class DirectTranslation:
 
     @staticmethod
     def handles(deployment: Deployment, call: UpstreamCall) -> bool:
-        return (call.operation == "chat" and not call.stream and deployment.provider in GLUE
-                and is_plain(call.body))
+        glue = GLUE.get(deployment.provider)
+        return (glue is not None and call.operation == "chat" and not call.stream
+                and not os.environ.get(glue.no_route_env) and is_plain(call.body))
 
     def _config(self, provider: str, model: str) -> Any:
         config = self._configs.get(provider)
@@ -112,7 +119,9 @@ class DirectTranslation:
         optional = get_optional_params(model=model, custom_llm_provider=provider, messages=messages, **params)
         json_mode = bool(optional.pop("json_mode", False))
         translate_params = {**optional, **glue.handler_params}
-        api_base = ensure_api_route(deployment.api_base or glue.default_base, glue.route)
+        base = deployment.api_base or next((os.environ[n] for n in glue.base_env if os.environ.get(n)),
+                                           glue.default_base)
+        api_base = ensure_api_route(base, glue.route)
         api_key = (deployment.api_key.get_secret_value() if deployment.api_key else None) or os.environ.get(
             glue.key_env)
         litellm_params: dict[str, Any] = {}

@@ -110,6 +110,26 @@ async def test_the_direct_path_sends_and_returns_what_acompletion_does(
     assert body == {"model": "claude", **BODIES[shape]}, "the client's body was changed"
 
 
+async def test_the_base_url_from_the_environment_as_acompletion_finds_it(
+        mock_upstream: Process, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", mock_upstream.url)
+    config = parse_config({"model_list": [{"model_name": "claude", "litellm_params": {
+        "model": "anthropic/claude-mock", "api_key": "x"}}]}, environ={})
+    target = build_deployments(config)["claude"][0]
+    assert target.api_base is None
+    call = UpstreamCall(operation="chat", body={"model": "claude", "messages": HELLO})
+    via_acompletion = await LitellmEngine().send(target, call)
+    direct = await LitellmEngine(session).send(target, call)
+    assert comparable(direct.body) == comparable(via_acompletion.body)
+    assert last_upstream_request(mock_upstream)["path"] == "/v1/messages"
+
+
+def test_a_base_url_without_the_route_suffix_stays_on_acompletion(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LITELLM_ANTHROPIC_DISABLE_URL_SUFFIX", "true")
+    call = UpstreamCall(operation="chat", body={"model": "claude", "messages": HELLO})
+    assert not DirectTranslation.handles(anthropic_deployment(), call)
+
+
 @pytest.mark.parametrize("model", ["claude-mock+status=400", "claude-mock+status=401", "claude-mock+status=404",
                                    "claude-mock+status=429+retry_after=7", "claude-mock+status=500",
                                    "claude-mock+status=529", "claude-mock+context=5"])
