@@ -130,6 +130,17 @@ def test_a_base_url_without_the_route_suffix_stays_on_acompletion(monkeypatch: p
     assert not DirectTranslation.handles(anthropic_deployment(), call)
 
 
+async def failures_both_ways(target: Deployment, call: UpstreamCall, session: aiohttp.ClientSession
+                             ) -> tuple[GatewayError, GatewayError]:
+    """The error each path raises for ``call``: through acompletion, then direct."""
+    errors: list[GatewayError] = []
+    for engine in (LitellmEngine(), LitellmEngine(session)):
+        with pytest.raises(GatewayError) as raised:
+            await engine.send(target, call)
+        errors.append(raised.value)
+    return errors[0], errors[1]
+
+
 @pytest.mark.parametrize("model", ["claude-mock+status=400", "claude-mock+status=401", "claude-mock+status=404",
                                    "claude-mock+status=429+retry_after=7", "claude-mock+status=500",
                                    "claude-mock+status=529", "claude-mock+context=5"])
@@ -139,12 +150,7 @@ async def test_failures_are_the_same_errors(model: str, mock_upstream: Process,
     call = UpstreamCall(operation="chat", body={"model": "claude", "messages": [
         {"role": "user", "content": "a prompt that is longer than five tokens, surely"}]}, stream=False,
         client_wants_usage=False)
-    errors: list[GatewayError] = []
-    for engine in (LitellmEngine(), LitellmEngine(session)):
-        with pytest.raises(GatewayError) as raised:
-            await engine.send(target, call)
-        errors.append(raised.value)
-    via_acompletion, direct = errors
+    via_acompletion, direct = await failures_both_ways(target, call, session)
     assert type(direct) is type(via_acompletion)
     assert (direct.status, direct.code, direct.retry_after) == (
         via_acompletion.status, via_acompletion.code, via_acompletion.retry_after)
@@ -157,15 +163,10 @@ async def test_an_unreachable_provider_fails_over_on_both_paths(session: aiohttp
     target = anthropic_deployment()
     call = UpstreamCall(operation="chat", body={"model": "claude", "messages": HELLO}, stream=False,
                         client_wants_usage=False)
-    errors: list[GatewayError] = []
-    for engine in (LitellmEngine(), LitellmEngine(session)):
-        with pytest.raises(GatewayError) as raised:
-            await engine.send(target, call)
-        errors.append(raised.value)
-    via_acompletion, direct = errors
+    via_acompletion, direct = await failures_both_ways(target, call, session)
     assert isinstance(direct, UpstreamUnavailable) and "cannot connect" in direct.message
     assert via_acompletion.status == 502
-    assert all(error.retryable and error.deployment_fault for error in errors)
+    assert all(error.retryable and error.deployment_fault for error in (via_acompletion, direct))
 
 
 @pytest.mark.parametrize("body", [
