@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from gateway.api.abuse import AbuseGuard
-from gateway.api.http import header
 from gateway.auth import MasterKeyAuthenticator, Principal
 from gateway.cache.service import ResponseCache
 from gateway.errors import AuthenticationFailed
+from gateway.http_headers import header
 from gateway.keys.admin import KeyAdmin
 from gateway.keys.authenticator import KeyAuthenticator
 from gateway.keys.store import KeyStore

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from gateway.config import CacheSettings
 from gateway.errors import InvalidRequest
+from gateway.http_headers import header
 
 CACHE_HEADER = "x-gateway-cache"
 TTL_HEADER = "x-gateway-cache-ttl"
@@ -29,14 +30,8 @@ class RequestControls:
     threshold: float | None = None
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """``headers.get(name)``, but Starlette's Headers inherits ``Mapping.get``, which raises and catches
-    a KeyError for an absent header; ``in`` only scans (most requests send none of these)."""
-    return headers[name] if name in headers else None  # noqa: SIM401 (.get is the slow path)
-
-
 def _number(headers: Mapping[str, str], name: str) -> float | None:
-    raw = _header(headers, name)
+    raw = header(headers, name)
     if raw is None:
         return None
     try:
@@ -51,7 +46,7 @@ def _number(headers: Mapping[str, str], name: str) -> float | None:
 def parse_controls(headers: Mapping[str, str], settings: CacheSettings) -> RequestControls:
     """Raises InvalidRequest (400) naming the header when a value is unusable."""
     directives: set[str] = set()
-    raw = _header(headers, CACHE_HEADER)
+    raw = header(headers, CACHE_HEADER)
     if raw is not None:
         for part in raw.split(","):
             word = part.strip().lower()
@@ -59,7 +54,7 @@ def parse_controls(headers: Mapping[str, str], settings: CacheSettings) -> Reque
                 raise InvalidRequest(f"the {CACHE_HEADER} header takes no-cache and/or no-store, got {part.strip()!r}",
                                      param=CACHE_HEADER)
             directives.add(word)
-    for part in (_header(headers, "cache-control") or "").split(","):
+    for part in (header(headers, "cache-control") or "").split(","):
         word = part.strip().lower()
         if word in DIRECTIVES:
             directives.add(word)
