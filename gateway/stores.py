@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from gateway.cache.types import EntryStore
 from gateway.embedded import claim_data_dir
@@ -15,10 +16,11 @@ from gateway.limits.types import Limiter
 from gateway.settings import Settings
 
 if TYPE_CHECKING:  # redis-py is loaded only when Redis is configured
-    from redis.asyncio.retry import Retry as AsyncRetry
     from redis.retry import Retry as SyncRetry
 
 log = logging.getLogger("gateway.stores")
+#: redis-py's synchronous or asyncio ``Retry``: the same policy, two client families.
+R = TypeVar("R")
 #: Connections per client and process; beyond it, callers wait up to the Redis timeout.
 REDIS_MAX_CONNECTIONS = 512
 
@@ -32,29 +34,26 @@ class Stores:
     cache_entries: EntryStore
 
 
-# One immediate retry on a broken connection (a stale socket after Redis restarted), none on a
-# timeout: redis-py's default (10 retries with backoff up to 1 s) would hold requests for seconds
-# on a dead store, the retry storm this gateway promises not to have.
+def _one_retry_on_a_broken_connection(retry: Callable[..., R]) -> R:
+    """One immediate retry on a broken connection (a stale socket after Redis restarted), none on a
+    timeout: redis-py's default (10 retries with backoff up to 1 s) would hold requests for seconds
+    on a dead store, the retry storm this gateway promises not to have."""
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+
+
 def redis_retry_policy() -> SyncRetry:
     """For synchronous clients (slowapi's limits storage)."""
-    from redis.backoff import NoBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.retry import Retry
 
-    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-
-
-def _async_redis_retry_policy() -> AsyncRetry:
-    """For the asyncio clients of the key store, limiter and cache."""
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    return _one_retry_on_a_broken_connection(Retry)
 
 
 async def _open_redis(settings: Settings, url: str, stack: AsyncExitStack) -> Stores:
     import redis.asyncio as redis
+    from redis.asyncio.retry import Retry as AsyncRetry
 
     from gateway.cache.entry_redis import RedisEntryStore
     from gateway.keys.redis_store import RedisKeyStore
@@ -70,7 +69,7 @@ async def _open_redis(settings: Settings, url: str, stack: AsyncExitStack) -> St
         pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=REDIS_MAX_CONNECTIONS, timeout=timeout, socket_timeout=timeout,
             socket_connect_timeout=timeout, health_check_interval=10,
-            retry=_async_redis_retry_policy())
+            retry=_one_retry_on_a_broken_connection(AsyncRetry))
         return redis.Redis(connection_pool=pool)
 
     keys = RedisKeyStore(client())
