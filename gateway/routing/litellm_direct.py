@@ -94,7 +94,8 @@ class _NoLogging:
 class DirectTranslation:
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
-        self._configs: dict[str, Any] = {}
+        #: litellm may pick a config by model within a provider, so they are kept per both.
+        self._configs: dict[tuple[str, str], Any] = {}
 
     @staticmethod
     def handles(deployment: Deployment, call: UpstreamCall) -> bool:
@@ -103,16 +104,16 @@ class DirectTranslation:
                 and not os.environ.get(glue.no_route_env) and is_plain(call.body))
 
     def _config(self, provider: str, model: str) -> Any:
-        config = self._configs.get(provider)
+        config = self._configs.get((provider, model))
         if config is None:
-            config = self._configs[provider] = ProviderConfigManager.get_provider_chat_config(
+            config = self._configs[provider, model] = ProviderConfigManager.get_provider_chat_config(
                 model=model, provider=LlmProviders(provider))
         return config
 
     async def send(self, deployment: Deployment, call: UpstreamCall) -> ModelResponse:
         """litellm's exceptions on failure, as ``acompletion`` raises them (the engine translates them)."""
         provider, model = deployment.provider, deployment.upstream_model
-        glue, config = GLUE[provider], self._config(provider, deployment.upstream_model)
+        glue, config = GLUE[provider], self._config(provider, model)
         # The configs edit messages in place; the call's body is the client's and must stay as sent.
         messages = copy.deepcopy(call.body["messages"])
         params = {k: v for k, v in call.body.items() if k not in ("model", "messages", "stream")}
