@@ -93,9 +93,9 @@ def _exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
             protocol = environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
             if protocol and protocol != "http/protobuf":
                 log.warning("OTLP protocol %r is not supported; exporting with http/protobuf", protocol)
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from gateway.observability.otlp_wire import WireSpanExporter
 
-            exporters.append(OTLPSpanExporter())  # endpoint, headers, timeout from OTEL_EXPORTER_OTLP_*
+            exporters.append(WireSpanExporter())  # endpoint, headers, timeout from OTEL_EXPORTER_OTLP_*
         elif name == "console":
             exporters.append(ConsoleSpanExporter())
         elif name != "none":
