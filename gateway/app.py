@@ -44,6 +44,8 @@ log = logging.getLogger("gateway")
 
 #: Placeholder-looking master keys are refused outside the demo.
 MIN_MASTER_KEY_LENGTH = 16
+#: Allocations between two young garbage collections (CPython's default is 700).
+YOUNG_COLLECTION_EVERY = 20_000
 
 
 def _upstream_session() -> aiohttp.ClientSession:
@@ -136,6 +138,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # collection walks them all (200-400 ms pauses measured under load, the gateway's p99).
         gc.collect()
         gc.freeze()
+        # A young collection walks what is still alive (the requests in flight), whatever was
+        # allocated since the last one; collecting every 20,000 allocations rather than 700 does the
+        # same walk ~30 times less often: about 7% less CPU per request (docs/benchmarks.md).
+        gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
         yield
 
 

@@ -71,3 +71,30 @@ print(" ".join(sorted(m for m in sys.modules if m == "redis" or m.startswith("re
                           timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == []
+
+
+def test_start_up_freezes_the_import_heap_and_collects_young_objects_less_often(tmp_path: Path) -> None:
+    """Full collections skip what start-up built, and young collections run every YOUNG_COLLECTION_EVERY
+    allocations (docs/benchmarks.md, "Garbage collection")."""
+    code = """
+import asyncio, gc, sys
+from pathlib import Path
+from gateway.app import YOUNG_COLLECTION_EVERY, create_app
+from gateway.settings import Settings
+
+async def main(data_dir):
+    before = (gc.get_threshold()[0], gc.get_freeze_count())
+    app = create_app(Settings(data_dir=Path(data_dir), master_key="sk-test-master-key-0123456789",
+                              config_poll_seconds=0))
+    async with app.router.lifespan_context(app):
+        print(*before, gc.get_threshold()[0], gc.get_freeze_count(), YOUNG_COLLECTION_EVERY)
+
+asyncio.run(main(sys.argv[1]))
+"""
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    threshold_before, frozen_before, threshold, frozen, wanted = map(int, done.stdout.split())
+    assert (threshold_before, frozen_before) == (700, 0)
+    assert threshold == wanted > threshold_before
+    assert frozen > 100_000  # litellm alone leaves a few hundred thousand objects
