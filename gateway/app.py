@@ -51,8 +51,10 @@ YOUNG_COLLECTION_EVERY = 20_000
 def _upstream_session() -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
     # A large read buffer so that a long SSE line (a big tool-call chunk) is not split or refused.
+    # No cookie jar: a provider's cookies (Cloudflare's, say) must not travel from one tenant's
+    # request to the next, and filtering a jar on every request costs time for nothing.
     return aiohttp.ClientSession(connector=connector, read_bufsize=2**20, auto_decompress=True,
-                                 raise_for_status=False, trust_env=False)
+                                 raise_for_status=False, trust_env=False, cookie_jar=aiohttp.DummyCookieJar())
 
 
 async def _start_demo_upstream(stack: AsyncExitStack) -> str:
