@@ -104,14 +104,15 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
     """
     current = asyncio.current_task()
     assert current is not None, "called from a request's task"
-    state = {"done": False, "gone": False}
+    done = gone = False
 
     def on_message(watcher: asyncio.Future[Message]) -> None:
         # Runs on a later turn of the loop: by then the work may be over and this task elsewhere.
-        if state["done"] or watcher.cancelled() or watcher.exception() is not None:
+        nonlocal gone
+        if done or watcher.cancelled() or watcher.exception() is not None:
             return
         if watcher.result()["type"] == "http.disconnect":
-            state["gone"] = True
+            gone = True
             current.cancel()
 
     watcher = asyncio.ensure_future(request.receive())
@@ -119,12 +120,12 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
     try:
         return await work
     except asyncio.CancelledError:
-        if not state["gone"]:
+        if not gone:
             raise
         current.uncancel()
         raise ClientDisconnect() from None
     finally:
-        state["done"] = True
+        done = True
         watcher.cancel()
 
 
