@@ -170,14 +170,23 @@ def create_key(base: str) -> str:
     return key
 
 
-def start_gateway(children: Children, cpu: int, mock_base: str, sink: str, work_dir: Path) -> Target:
-    config = work_dir / "gateway.json"  # JSON is YAML
-    config.write_text(json.dumps(gateway_config(mock_base), indent=2))
+def start_gateway(children: Children, cpu: int, mock_base: str, sink: str, work_dir: Path, *,
+                  name: str = "gateway", cache: bool = True, traces: bool = True, virtual_key: bool = True) -> Target:
+    """The gateway as bench/compare.py runs it, in ``work_dir``; bench/feature_cost.py turns the exact
+    cache, the traces or the virtual key (the master key instead) off."""
+    config = gateway_config(mock_base)
+    if not cache:
+        config.pop("cache_settings")
+    config_file = work_dir / f"{name}.json"  # JSON is YAML
+    config_file.write_text(json.dumps(config, indent=2))
+    env = gateway_env(work_dir, sink)
+    if not traces:
+        env = {k: v for k, v in env.items() if not k.startswith("OTEL_EXPORTER")} | {"OTEL_TRACES_EXPORTER": "none"}
     port = free_port()
-    pid = children.start("gateway", gateway_argv(config, port), cpu, env=gateway_env(work_dir, sink))
+    pid = children.start(name, gateway_argv(config_file, port), cpu, env=env)
     base = f"http://127.0.0.1:{port}"
-    children.wait_ready("gateway", pid, f"{base}/readyz", START_S["gateway"])
-    return Target("gateway", base, pid, token=create_key(base))
+    children.wait_ready(name, pid, f"{base}/readyz", START_S["gateway"])
+    return Target("gateway", base, pid, token=create_key(base) if virtual_key else MASTER_KEY)
 
 
 def start_litellm(children: Children, cpu: int, mock_base: str, work_dir: Path) -> Target:

@@ -30,7 +30,7 @@ from pathlib import Path
 import compare_targets as targets
 import procstat
 import wrk_runner
-from children import Children, free_port, log, run_main
+from children import Children, log, run_main
 
 TEST_CPU, LOAD_CPU = 0, 1
 SCENARIOS = {"chat-c16": ("chat", False, 16), "stream-c16": ("stream", True, 16)}
@@ -56,21 +56,8 @@ def start_variant(kids: Children, variant: Variant, mock_base: str, sink: str, w
     name = f"gw-{VARIANTS.index(variant)}"
     variant_dir = work_dir / name
     variant_dir.mkdir()
-    config = targets.gateway_config(mock_base)
-    if not variant.cache:
-        config.pop("cache_settings")
-    config_file = variant_dir / "gateway.json"
-    config_file.write_text(json.dumps(config))
-    env = targets.gateway_env(variant_dir, sink)
-    if not variant.traces:
-        env = {k: v for k, v in env.items() if not k.startswith("OTEL_EXPORTER")}
-        env["OTEL_TRACES_EXPORTER"] = "none"
-    port = free_port()
-    pid = kids.start(name, targets.gateway_argv(config_file, port), TEST_CPU, env=env)
-    base = f"http://127.0.0.1:{port}"
-    kids.wait_ready(name, pid, f"{base}/readyz", targets.START_S["gateway"])
-    token = targets.create_key(base) if variant.key else targets.MASTER_KEY
-    return targets.Target("gateway", base, pid, token=token)
+    return targets.start_gateway(kids, TEST_CPU, mock_base, sink, variant_dir, name=name, cache=variant.cache,
+                                 traces=variant.traces, virtual_key=variant.key)
 
 
 def measure(target: targets.Target, scenario: str, seconds: float, work_dir: Path) -> float:
