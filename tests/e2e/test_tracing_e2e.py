@@ -1,28 +1,21 @@
-"""The real gateway process exports real spans over OTLP/HTTP to a receiver written here, configured
+"""The real gateway process exports real spans over OTLP/HTTP to a receiver (tests/otlp_receiver.py), configured
 only by OTEL_* variables; the batch processor holds them until shutdown, which must flush them."""
 
 from __future__ import annotations
 
-import gzip
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests.e2e.conftest import UPSTREAM_KEY, deployment
+from tests.otlp_receiver import Receiver, attribute_value
 from tests.processes import MASTER_KEY, Process, start_gateway
 
 pytestmark = pytest.mark.e2e
@@ -32,62 +25,8 @@ PARENT_ID = "00f067aa0ba902b7"
 CANARY = "sk-gw-CANARY" + "e" * 40
 
 
-class Receiver:
-    """An OTLP/HTTP trace endpoint: keeps every export request, raw and decoded."""
-
-    def __init__(self) -> None:
-        self.raw: list[bytes] = []
-        self.requests: list[ExportTraceServiceRequest] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                if self.headers.get("content-encoding") == "gzip":
-                    body = gzip.decompress(body)
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver.raw.append(body)
-                receiver.requests.append(request)
-                reply = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200 if self.path == "/v1/traces" else 404)
-                self.send_header("content-type", "application/x-protobuf")
-                self.send_header("content-length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def spans(self) -> list[tuple[dict[str, Any], Span]]:
-        """(resource attributes, span) for every span received."""
-        found: list[tuple[dict[str, Any], Span]] = []
-        for request in self.requests:
-            for resource_spans in request.resource_spans:
-                resource = {kv.key: _value(kv.value) for kv in resource_spans.resource.attributes}
-                for scope_spans in resource_spans.scope_spans:
-                    found.extend((resource, span) for span in scope_spans.spans)
-        return found
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _value(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    if kind == "array_value":
-        return tuple(_value(v) for v in value.array_value.values)
-    return getattr(value, kind) if kind else None
-
-
 def _attrs(span: Span) -> dict[str, Any]:
-    return {kv.key: _value(kv.value) for kv in span.attributes}
+    return {kv.key: attribute_value(kv.value) for kv in span.attributes}
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,7 @@ the SDK can produce, and its exporter delivers them over real HTTP."""
 
 from __future__ import annotations
 
-import gzip
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -32,6 +29,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.span import TraceState
 
 from gateway.observability.otlp_wire import WireSpanExporter, encode_spans
+from tests.otlp_receiver import Receiver
 
 text = st.text(max_size=12)
 scalar = st.one_of(text, st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False))
@@ -119,56 +117,31 @@ def test_an_empty_batch_is_an_empty_request() -> None:
     assert ExportTraceServiceRequest.FromString(b"") == ExportTraceServiceRequest()
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    bodies: list[tuple[str, bytes]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        if self.headers.get("content-encoding") == "gzip":
-            body = gzip.decompress(body)
-        self.server.bodies.append((self.path, body))  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.bodies = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    yield running
+    running.close()
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip"])
-def test_the_exporter_posts_the_encoded_batch(receiver: ThreadingHTTPServer, compression: str,
+def test_the_exporter_posts_the_encoded_batch(receiver: Receiver, compression: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", compression)
     spans = _spans_from([_recipe(name="chat gpt-4o-mini", attributes={"gen_ai.request.model": "m"})],
                         Resource.create({"service.name": "t"}))
-    port = receiver.server_address[1]
-    exporter = WireSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces")
+    exporter = WireSpanExporter(endpoint=f"{receiver.url}/v1/traces")  # any other path is answered 404
     assert exporter.export(spans) is SpanExportResult.SUCCESS
-    ((path, body),) = receiver.bodies  # type: ignore[attr-defined]
-    assert path == "/v1/traces"
-    assert body == sdk_encode_spans(spans).SerializePartialToString()
+    assert receiver.raw == [sdk_encode_spans(spans).SerializePartialToString()]
     exporter.shutdown()  # type: ignore[no-untyped-call]
     assert exporter.export(spans) is SpanExportResult.FAILURE
-    assert len(receiver.bodies) == 1  # type: ignore[attr-defined]
+    assert len(receiver.raw) == 1
 
 
-def test_the_exporter_reports_a_refused_batch(receiver: ThreadingHTTPServer) -> None:
+def test_the_exporter_reports_a_refused_batch(receiver: Receiver) -> None:
     spans = _spans_from([_recipe()], Resource.create({}))
-    exporter = WireSpanExporter(endpoint=f"http://127.0.0.1:{receiver.server_address[1]}/v1/traces",
-                                max_request_size=10)
+    exporter = WireSpanExporter(endpoint=f"{receiver.url}/v1/traces", max_request_size=10)
     assert exporter.export(spans) is SpanExportResult.FAILURE
-    assert receiver.bodies == []  # type: ignore[attr-defined]
+    assert receiver.raw == []
     unreachable = WireSpanExporter(endpoint="http://127.0.0.1:9/v1/traces", timeout=0.5)
     assert unreachable.export(spans) is SpanExportResult.FAILURE
