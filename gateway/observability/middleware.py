@@ -70,7 +70,6 @@ class TelemetryMiddleware:
             trace_ids = None
             if request_trace is not None:
                 route = _route(scope)
-                request_trace.span.update_name(f"{method} {route}" if route else method)
-                request_trace.finish(ctx, final, error, route)
+                request_trace.finish(ctx, final, error, route, name=f"{method} {route}" if route else method)
                 trace_ids = request_trace.ids
             log_access(access_log, ctx, method, path, final, time.perf_counter() - started, trace_ids)

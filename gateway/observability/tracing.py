@@ -17,16 +17,15 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry import trace
-from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as genai
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.http_attributes import (
@@ -36,12 +35,13 @@ from opentelemetry.semconv.attributes.http_attributes import (
 )
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.semconv.attributes.url_attributes import URL_PATH, URL_SCHEME
-from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway import __version__
 from gateway.errors import GatewayError
 from gateway.observability import content
+from gateway.observability.spans import OpenSpan, SpanRecorder
 from gateway.pipeline import RequestContext
 from gateway.routing.deployments import Deployment
 from gateway.routing.types import UpstreamCall, UpstreamResponse, UpstreamStream, Usage
@@ -136,12 +136,16 @@ def _error_type(error: BaseException) -> str:
 
 
 class Tracing:
-    """One app's tracer, and the factory of each request's RequestTrace."""
+    """One app's tracing: its provider (resource, sampler, ids, processors) and the factory of each
+    request's RequestTrace."""
 
-    def __init__(self, provider: TracerProvider, *, capture_content: bool = False,
-                 content_limit: int = 2048) -> None:
+    def __init__(self, provider: TracerProvider, processors: list[SpanProcessor], *,
+                 capture_content: bool = False, content_limit: int = 2048) -> None:
         self.provider = provider
-        self.tracer = provider.get_tracer(SCOPE, __version__)
+        for processor in processors:
+            provider.add_span_processor(processor)  # the provider flushes and stops them at shutdown
+        self.spans = SpanRecorder(resource=provider.resource, sampler=provider.sampler, ids=provider.id_generator,
+                                  scope=InstrumentationScope(SCOPE, __version__), processors=processors)
         self.capture_content = capture_content
         self.content_limit = content_limit
 
@@ -154,12 +158,13 @@ class Tracing:
         if exporter is None and not tracing_wanted(environ):
             return None
         provider = TracerProvider(resource=_resource(), shutdown_on_exit=False)  # sampler: OTEL_TRACES_SAMPLER
+        processors: list[SpanProcessor]
         if exporter is not None:
-            provider.add_span_processor(SimpleSpanProcessor(exporter))
+            processors = [SimpleSpanProcessor(exporter)]
         else:
-            for each in _exporters(environ):
-                provider.add_span_processor(BatchSpanProcessor(each))  # OTEL_BSP_* tune it
-        return cls(provider, capture_content=settings.trace_content, content_limit=settings.trace_content_max_chars)
+            processors = [BatchSpanProcessor(each) for each in _exporters(environ)]  # OTEL_BSP_* tune them
+        return cls(provider, processors, capture_content=settings.trace_content,
+                   content_limit=settings.trace_content_max_chars)
 
     def shutdown(self) -> None:
         """Flush what is queued and stop the exporters' threads."""
@@ -172,9 +177,9 @@ class Tracing:
             if name in (b"traceparent", b"tracestate"):
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
         parent = _PROPAGATOR.extract(carrier) if carrier else None
-        span = self.tracer.start_span(f"{method} {route}", context=parent, kind=SpanKind.SERVER, attributes={
+        span = self.spans.start(f"{method} {route}", SpanKind.SERVER, {
             HTTP_REQUEST_METHOD: method, URL_PATH: path, HTTP_ROUTE: route, URL_SCHEME: scheme,
-        })
+        }, remote_parent=parent)
         return RequestTrace(self, span)
 
 
@@ -185,13 +190,12 @@ class RequestTrace:
     by its outcome (a stream when it is closed), the server span and any attempt still open by ``finish``.
     """
 
-    __slots__ = ("_attempts", "_client", "_context", "_operation", "_started", "_tracing", "span")
+    __slots__ = ("_attempts", "_client", "_operation", "_started", "_tracing", "span")
 
-    def __init__(self, tracing: Tracing, span: Span) -> None:
+    def __init__(self, tracing: Tracing, span: OpenSpan) -> None:
         self._tracing = tracing
         self.span = span
-        self._context: Context = trace.set_span_in_context(span)
-        self._client: Span | None = None
+        self._client: OpenSpan | None = None
         self._operation = "chat"
         self._attempts = 0
         self._started = 0.0
@@ -199,13 +203,13 @@ class RequestTrace:
     @property
     def ids(self) -> tuple[str, str]:
         """The trace id and the server span's id, as hex (for logs)."""
-        context = self.span.get_span_context()
+        context = self.span.context
         return f"{context.trace_id:032x}", f"{context.span_id:016x}"
 
     # -- the router's AttemptTracer ---------------------------------------------------------------
 
     def attempt_started(self, deployment: Deployment, call: UpstreamCall) -> dict[str, str]:
-        self._end_client("superseded", None)
+        self._end_client("superseded")
         self._attempts += 1
         operation = self._operation = call.operation
         model = deployment.upstream_model
@@ -226,23 +230,21 @@ class RequestTrace:
         server = _server(deployment.api_base)
         if server is not None:
             attributes[SERVER_ADDRESS], attributes[SERVER_PORT] = server
-        client = self._tracing.tracer.start_span(f"{GENAI_OPERATION[operation]} {model}", context=self._context,
-                                                 kind=SpanKind.CLIENT, attributes=attributes)
+        client = self._tracing.spans.start(f"{GENAI_OPERATION[operation]} {model}", SpanKind.CLIENT, attributes,
+                                           parent=self.span)
         self._client, self._started = client, time.perf_counter()
-        if not client.is_recording():
+        if not client.recording:
             return {}
         if self._tracing.capture_content:
             messages = content.input_messages(operation, body, self._tracing.content_limit)
             if messages is not None:
-                client.set_attribute(genai.GEN_AI_INPUT_MESSAGES, messages)
-        return _trace_headers(client.get_span_context())
+                client.attributes[genai.GEN_AI_INPUT_MESSAGES] = messages
+        return _trace_headers(client.context)
 
     def attempt_failed(self, deployment: Deployment, error: BaseException, action: str) -> None:
         error_type = _error_type(error)
-        self._end_client(error_type, None)
-        if not self.span.is_recording():
-            # The response is already over (a client that left): the server span has ended.
-            return
+        self._end_client(error_type)
+        # After the response is over (a client that left), the server span has ended: no event.
         self.span.add_event(f"gateway.{action.replace('-', '_')}", {
             "gateway.deployment": deployment.id, ERROR_TYPE: error_type, "gateway.attempt": self._attempts,
         })
@@ -253,54 +255,54 @@ class RequestTrace:
             return
         if isinstance(value, UpstreamResponse):
             self._response(client, value.response_model, value.response_id, value.finish_reasons, value.usage)
-            if self._tracing.capture_content and client.is_recording():
+            if self._tracing.capture_content and client.recording:
                 messages = content.output_messages(self._operation, value.body, self._tracing.content_limit)
                 if messages is not None:
-                    client.set_attribute(genai.GEN_AI_OUTPUT_MESSAGES, messages)
-            self._end_client(None, None)
+                    client.attributes[genai.GEN_AI_OUTPUT_MESSAGES] = messages
+            self._end_client(None)
         else:
             # A stream: its first frame has arrived; the span stays open until the stream is closed.
-            client.set_attribute(genai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, time.perf_counter() - self._started)
+            client.attributes[genai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = time.perf_counter() - self._started
 
     def stream_closed(self, stream: UpstreamStream) -> None:
         client = self._client
         if client is None:
             return
         self._response(client, stream.response_model, stream.response_id, stream.finish_reasons, stream.usage)
-        self._end_client(_error_type(stream.error) if stream.error is not None else None, None)
+        self._end_client(_error_type(stream.error) if stream.error is not None else None)
 
     # -- the end of the request -------------------------------------------------------------------
 
     def finish(self, ctx: RequestContext | None, status: int, error: BaseException | None,
-               route: str | None = None) -> None:
+               route: str | None = None, name: str | None = None) -> None:
         """Called once by the middleware when the response is over; ends every span still open.
-        ``route`` is the matched route's template, when one matched (``http.route``)."""
-        self._end_client("cancelled" if error is None else _error_type(error), None)
+        ``route`` is the matched route's template, when one matched (``http.route``); ``name`` the
+        server span's final name."""
+        self._end_client("cancelled" if error is None else _error_type(error))
         span = self.span
-        if span.is_recording():
-            attributes: dict[str, Any] = {HTTP_RESPONSE_STATUS_CODE: status}
-            if route:
-                attributes[HTTP_ROUTE] = route
-            error_type = _error_type(error) if error is not None else None
-            if ctx is not None:
-                _gateway_attributes(attributes, ctx, status)
-                error_type = error_type or ctx.error_code or ("stream_failed" if ctx.stream_failed else None)
-            if error_type is None and status >= 400:
-                error_type = str(status)
-            if error_type is not None:
-                attributes[ERROR_TYPE] = error_type
-            span.set_attributes(attributes)  # one call: each one takes the span's lock and checks
-            if status >= 500 or error is not None or (ctx is not None and ctx.stream_failed):
-                span.set_status(Status(StatusCode.ERROR, error_type))
-        span.end()
+        if name:
+            span.name = name
+        attributes = span.attributes
+        attributes[HTTP_RESPONSE_STATUS_CODE] = status
+        if route:
+            attributes[HTTP_ROUTE] = route
+        error_type = _error_type(error) if error is not None else None
+        if ctx is not None:
+            _gateway_attributes(attributes, ctx, status)
+            error_type = error_type or ctx.error_code or ("stream_failed" if ctx.stream_failed else None)
+        if error_type is None and status >= 400:
+            error_type = str(status)
+        if error_type is not None:
+            attributes[ERROR_TYPE] = error_type
+        if status >= 500 or error is not None or (ctx is not None and ctx.stream_failed):
+            span.fail(error_type)
+        self._tracing.spans.end(span)
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _response(self, client: Span, model: str | None, response_id: str | None,
+    def _response(self, client: OpenSpan, model: str | None, response_id: str | None,
                   finish_reasons: tuple[str, ...] | list[str], usage: Usage | None) -> None:
-        if not client.is_recording():
-            return
-        attributes: dict[str, Any] = {}
+        attributes = client.attributes
         if model:
             attributes[genai.GEN_AI_RESPONSE_MODEL] = model
         if response_id:
@@ -315,16 +317,15 @@ class RequestTrace:
                 attributes[genai.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cached_tokens
             if usage.reasoning_tokens:
                 attributes[genai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = usage.reasoning_tokens
-        client.set_attributes(attributes)
 
-    def _end_client(self, error_type: str | None, end_time: int | None) -> None:
+    def _end_client(self, error_type: str | None) -> None:
         client, self._client = self._client, None
         if client is None:
             return
         if error_type is not None:
-            client.set_attribute(ERROR_TYPE, error_type)
-            client.set_status(Status(StatusCode.ERROR, error_type))
-        client.end(end_time)
+            client.attributes[ERROR_TYPE] = error_type
+            client.fail(error_type)
+        self._tracing.spans.end(client)
 
 
 def _trace_headers(context: SpanContext) -> dict[str, str]:
