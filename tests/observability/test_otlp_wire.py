@@ -97,6 +97,21 @@ def test_same_bytes_as_the_sdk_encoder(recipes: list[dict[str, Any]], resource_a
     assert encode_spans(spans) == sdk_encode_spans(spans).SerializePartialToString()
 
 
+def test_values_repeated_across_a_batch_are_encoded_as_the_sdk_does() -> None:
+    """The encoder reuses a batch's repeated attributes: equal values of other types (True, 1, 1.0),
+    the same pair in events and links, and more distinct values than it keeps must not mix."""
+    shared = {"k": True, "n": 1, "f": 1.0, "s": "1", "t": ("1",)}
+    twins = [{"k": 1, "n": True, "f": 1, "s": "1", "t": ("1",)}, shared]
+    recipes = [_recipe(attributes=attrs, events=[("e", attrs)], links=[(_remote(), attrs)]) for attrs in twins * 3]
+    recipes += [_recipe(attributes={"id": f"value-{index}", "n": index}) for index in range(5000)]
+    spans = _spans_from(recipes, Resource.create({"k": True, "service.name": "t"}))
+    assert encode_spans(spans) == sdk_encode_spans(spans).SerializePartialToString()
+
+
+def _remote() -> SpanContext:
+    return SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True)
+
+
 def test_a_value_the_encoders_cannot_write_is_left_out_by_both() -> None:
     (span,) = _spans_from([_recipe(attributes={"ok": 1})], Resource.create({}))
     context = span.get_span_context()
