@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import random
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -122,7 +122,7 @@ class Admission:
             # Reserve the dearest deployment that could answer, fallbacks included: never too little.
             cost = max(router.price(d).cost(Usage(prompt_tokens=prompt, completion_tokens=completion))
                        for d in deployments)
-        ask = Ask(reservation_id=f"{request_id}:{os.urandom(4).hex()}", tokens=tokens, cost_usd=cost,
+        ask = Ask(reservation_id=f"{request_id}:{random.getrandbits(32):08x}", tokens=tokens, cost_usd=cost,
                   cache_hit=cache_hit)
         pending = asyncio.ensure_future(self._limiter.admit(quota, ask, time.time()))
         try:
