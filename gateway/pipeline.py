@@ -143,11 +143,11 @@ class Pipeline:
             cached = await self._cache.lookup(ctx, principal, alias, operation, body, headers or {})
             write = cached.write
             if cached.answer is not None:
-                reservation = await self._admission.admit(principal, ctx.request_id, operation, body, alias, router,
+                reservation = await self._admission.admit(principal, operation, body, alias, router,
                                                           cache_hit=True, on_decision=ctx.note_decision)
                 self._admission.settle_hit(reservation, cached.answer.saved_cost_usd)
                 return self._replay(ctx, cached.answer, body, stream=stream)
-        reservation = await self._admission.admit(principal, ctx.request_id, operation, body, alias, router,
+        reservation = await self._admission.admit(principal, operation, body, alias, router,
                                                   on_decision=ctx.note_decision)
         try:
             return await self._route(ctx, router, reservation, operation, body, stream=stream, write=write)

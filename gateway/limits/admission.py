@@ -105,7 +105,7 @@ class Admission:
         self._limiter = limiter
         self._background = background
 
-    async def admit(self, principal: Principal, request_id: str, operation: Operation, body: dict[str, Any],
+    async def admit(self, principal: Principal, operation: Operation, body: dict[str, Any],
                     alias: str, router: Router, *, cache_hit: bool = False,
                     on_decision: Callable[[Decision], None] | None = None) -> Reservation | None:
         """A cache hit (``cache_hit``) takes a request slot only: no tokens, concurrency or budget.
@@ -122,7 +122,10 @@ class Admission:
             # Reserve the dearest deployment that could answer, fallbacks included: never too little.
             cost = max(router.price(d).cost(Usage(prompt_tokens=prompt, completion_tokens=completion))
                        for d in deployments)
-        ask = Ask(reservation_id=f"{request_id}:{random.getrandbits(32):08x}", tokens=tokens, cost_usd=cost,
+        # The gateway's own 96 random bits, never the client's x-request-id: a client that repeats its
+        # request id must not make two reservations share one (the windows and the settled ids are
+        # keyed by it), and a short id is most of what the windows hold per request.
+        ask = Ask(reservation_id=f"{random.getrandbits(96):024x}", tokens=tokens, cost_usd=cost,
                   cache_hit=cache_hit)
         pending = asyncio.ensure_future(self._limiter.admit(quota, ask, time.time()))
         try:

@@ -82,8 +82,8 @@ def _float(value: str) -> float | None:
 class RedisLimiter:
     """Limiter on Redis. Owns ``client``: ``close()`` closes it.
 
-    Reservation ids must be unique per request (the pipeline appends 32 random bits to the request
-    id): a second admit with a held id is not detected and would count twice."""
+    Reservation ids must be unique per request (the pipeline draws 96 random bits for each): a second
+    admit with a held id is not detected and would count twice."""
 
     name = "redis"
 

@@ -174,3 +174,19 @@ async def test_keys_without_limits_skip_admission(replicas: tuple[Process, Proce
     responses = await fire(http, replicas, key["key"], 4)
     assert statuses(responses) == {200: 4}
     assert "x-ratelimit-limit-requests" not in responses[0].headers
+
+
+async def test_a_repeated_client_request_id_keeps_reservations_apart(replicas: tuple[Process, Process],
+                                                                    http: httpx.AsyncClient) -> None:
+    """Reservations are keyed by the gateway's own id, never the client's x-request-id."""
+    key = create_key(replicas[0], max_parallel=50, tpm=1_000_000, budget_usd=10.0)
+    body = {"model": "priced", "messages": [{"role": "user", "content": "one two three four"}], "max_tokens": 2}
+    headers = {"authorization": f"Bearer {key['key']}", "x-request-id": "same-id-every-time"}
+    responses = await asyncio.gather(*(http.post(f"{replicas[i % 2].url}/v1/chat/completions", headers=headers,
+                                                 json=body) for i in range(20)))
+    assert statuses(list(responses)) == {200: 20}
+    assert {r.headers["x-request-id"] for r in responses} == {"same-id-every-time"}
+    await asyncio.sleep(0.3)  # settlement runs just after each response
+    report = usage(replicas[1], key["id"])
+    assert report["in_flight"] == 0 and report["reserved_usd"] == pytest.approx(0.0)
+    assert report["rows"][0]["requests"] == 20 and report["rows"][0]["output_tokens"] == 40
