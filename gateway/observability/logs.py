@@ -42,16 +42,34 @@ def _replace(match: re.Match[str]) -> str:
     return "sk-" + REDACTED
 
 
+#: Every match of _SECRET contains one of these (lowercased): "bearer", "sk-", or a field name.
+_TRIGGERS = ("bearer", "sk-", "authorization", "api", "access", "password", "secret")
+
+
+def _may_hold_secret(text: str) -> bool:
+    """False only when _SECRET cannot match: no trigger in the text. Substring tests take well under a
+    microsecond where the regex scans a line at several. Non-ASCII text goes to the regex, whose case
+    folding is wider than ``lower()`` (the long s U+017F matches ``s``, the dotless i U+0131 matches ``i``)."""
+    if not text.isascii():
+        return True
+    lowered = text.lower()
+    return any(trigger in lowered for trigger in _TRIGGERS)
+
+
 def redact(text: str) -> str:
     """Bearer tokens, ``sk-…`` keys and the values of authorization / api_key-like fields, replaced."""
-    return _SECRET.sub(_replace, text) if text else text
+    return _SECRET.sub(_replace, text) if text and _may_hold_secret(text) else text
 
 
 def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        # The access line's fields are mostly numbers and short ids: one call per nested dict only.
+        # The access line's fields (a dozen short ids and names): one check over all of them first,
+        # since almost always none can match; a value that could alone still can in the joined text.
+        texts = [v for v in value.values() if isinstance(v, str)]
+        if not any(isinstance(v, dict) for v in value.values()) and not _may_hold_secret("\n".join(texts)):
+            return value
         return {k: redact(v) if isinstance(v, str) else _redact_value(v) if isinstance(v, dict) else v
                 for k, v in value.items()}
     return value
@@ -193,4 +211,8 @@ def log_access(logger: logging.Logger, ctx: RequestContext | None, method: str, 
     if not logger.isEnabledFor(level):
         return
     fields = access_fields(ctx, method, path, status, seconds, trace_ids)
-    logger.log(level, "%s %s %d %.1fms", method, path, status, seconds * 1000, extra={"fields": fields})
+    # makeRecord + handle is what Logger.log does, less findCaller's walk up the stack: the line's
+    # origin is always this function, and no formatter here prints it.
+    record = logger.makeRecord(logger.name, level, __file__, 0, "%s %s %d %.1fms",
+                               (method, path, status, seconds * 1000), None, extra={"fields": fields})
+    logger.handle(record)

@@ -13,15 +13,20 @@ import httpx
 import orjson
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from gateway.app import create_app
 from gateway.observability.logs import (
+    _SECRET,
     ACCESS_LOGGER,
     JsonFormatter,
     RedactSecrets,
     TextFormatter,
+    _redact_value,
+    _replace,
     logging_config,
     redact,
     resolve_format,
@@ -53,6 +58,28 @@ def _record(msg: str, *args: Any, exc: BaseException | None = None, **extra: Any
     for name, value in extra.items():
         setattr(record, name, value)
     return record
+
+
+#: Pieces that make secrets, near-misses and the characters the regex folds onto ASCII letters.
+_PIECES = st.sampled_from(["sk-", "SK-", "\u017fk-", "bearer ", "Bearer\t", "authorization: ", "x-api-key=",
+                           "ap\u0131_key=", "access_token:", "PASSWORD=", "secret", "Secret=", "=", ": ", "\u212a",
+                           "abcdefgh", "0123456789", "req_1f", " ", "\"", ",", ";", "/v1/chat", "é", "-", "_"])
+_TEXTS = st.lists(_PIECES | st.text(max_size=6), max_size=12).map("".join)
+
+
+@settings(max_examples=400)
+@given(_TEXTS)
+def test_the_quick_check_never_changes_what_is_redacted(text: str) -> None:
+    """redact() skips the regex when no trigger word is in the text; the result must be the regex's."""
+    assert redact(text) == _SECRET.sub(_replace, text)
+
+
+@settings(max_examples=200)
+@given(st.dictionaries(st.sampled_from(["path", "key_alias", "team", "alias", "n"]),
+                       _TEXTS | st.integers(), max_size=5))
+def test_access_fields_are_redacted_as_each_value_would_be(fields: dict[str, Any]) -> None:
+    expected = {k: _SECRET.sub(_replace, v) if isinstance(v, str) else v for k, v in fields.items()}
+    assert _redact_value(fields) == expected
 
 
 def test_the_filter_redacts_message_arguments_traceback_and_extras() -> None:
