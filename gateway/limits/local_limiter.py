@@ -112,7 +112,8 @@ class _Windows:
 
     Memory is the point here: the windows hold every request of the last minute, so at 1,800 req/s a
     key's windows are about 100k entries. Parallel lists (an admit's time is one float object shared
-    by both windows) and plain ints keep an entry at roughly half what tuples per entry cost."""
+    by both windows) and plain ints instead of a tuple per entry: with the 24-character reservation
+    id, ~250 bytes a request where it was ~410 (docs/benchmarks.md, "RSS soak")."""
 
     #: Admission times in the RPM window, sorted.
     requests: list[float] = field(default_factory=list)

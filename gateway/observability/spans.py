@@ -3,7 +3,7 @@
 A request's two spans are fully known only at its end, and only this request's task touches them, so
 the SDK's live ``Span`` (a lock per attribute write, every value re-validated into BoundedAttributes,
 a Context per parent) buys the gateway nothing but its cost: ~45 µs of a ~55 µs traced request in a
-loop, and about a fifth of the gateway's CPU per request under load (docs/tracing.md, "Cost").
+loop, and about a sixth of the gateway's CPU per request under load (docs/tracing.md, "Recording").
 
 What the SDK's Tracer decides is still decided by the SDK's parts: ids by the provider's id generator,
 sampling by its sampler (``OTEL_TRACES_SAMPLER``, a caller's sampled flag), the resource and the
