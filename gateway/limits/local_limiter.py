@@ -137,9 +137,12 @@ class _Log:
         return self.times[self.head + rank]
 
     def live(self) -> Iterator[tuple[float, str]]:
-        """(time, id) of the live entries, oldest first (a log with ids)."""
-        assert self.ids is not None
-        return zip(self.times[self.head:], self.ids[self.head:], strict=True)
+        """(time, id) of the live entries, oldest first (a log with ids); no copy: a caller that
+        stops early (a refusal's retry-after) pays for what it read."""
+        ids = self.ids
+        assert ids is not None
+        for index in range(self.head, len(self.times)):
+            yield self.times[index], ids[index]
 
     def add(self, now: float, rid: str = "") -> None:
         at = bisect_right(self.times, now, lo=self.head)
