@@ -280,8 +280,15 @@ class RequestTrace:
         server span's final name."""
         self._end_client("cancelled" if error is None else _error_type(error))
         span = self.span
-        if name:
-            span.name = name
+        if span.recording:  # a span the sampler dropped is never exported: nothing to fill in
+            if name:
+                span.name = name
+            self._close_server_span(ctx, status, error, route)
+        self._tracing.spans.end(span)
+
+    def _close_server_span(self, ctx: RequestContext | None, status: int, error: BaseException | None,
+                           route: str | None) -> None:
+        span = self.span
         attributes = span.attributes
         attributes[HTTP_RESPONSE_STATUS_CODE] = status
         if route:
@@ -296,12 +303,13 @@ class RequestTrace:
             attributes[ERROR_TYPE] = error_type
         if status >= 500 or error is not None or (ctx is not None and ctx.stream_failed):
             span.fail(error_type)
-        self._tracing.spans.end(span)
 
     # -- helpers ----------------------------------------------------------------------------------
 
     def _response(self, client: OpenSpan, model: str | None, response_id: str | None,
                   finish_reasons: tuple[str, ...] | list[str], usage: Usage | None) -> None:
+        if not client.recording:
+            return
         attributes = client.attributes
         if model:
             attributes[genai.GEN_AI_RESPONSE_MODEL] = model
