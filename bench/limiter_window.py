@@ -1,5 +1,6 @@
 """The in-process limiter's cost per request as its windows fill: one key (rpm and tpm), admit and
-settle per request at a steady rate of simulated time, measured once the 60 s window is full.
+settle per request at a steady rate of simulated time, measured once the 60 s window is full; and the
+memory it then holds per request of the window (tracemalloc, a separate run).
 
     .venv/bin/python bench/limiter_window.py                  # 100 to 3,000 req/s, 20,000 requests each
     .venv/bin/python bench/limiter_window.py --rates 1700 --requests 50000
@@ -15,6 +16,7 @@ import asyncio
 import random
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,7 +26,21 @@ from gateway.limits.types import WINDOW_SECONDS, Ask, Quota, Spend
 
 
 async def per_request_us(rate: float, requests: int) -> float:
-    limiter = LocalLimiter()
+    return await _run(rate, requests, LocalLimiter())
+
+
+async def held_bytes_per_entry(rate: float, requests: int) -> float:
+    """Python memory the limiter holds at the end, divided by the requests in its window."""
+    tracemalloc.start()
+    try:
+        limiter = LocalLimiter()
+        await _run(rate, requests, limiter)
+        return tracemalloc.get_traced_memory()[0] / (rate * WINDOW_SECONDS)
+    finally:
+        tracemalloc.stop()
+
+
+async def _run(rate: float, requests: int, limiter: LocalLimiter) -> float:
     quota = Quota(key_id="hot", rpm=10**9, tpm=10**12)
     spend = Spend(model="m", input_tokens=120, output_tokens=180, cost_usd=0.0)
     start_at = 1_700_000_000.0
@@ -45,10 +61,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rates", type=float, nargs="+", default=[100, 1_000, 1_700, 3_000])
     parser.add_argument("--requests", type=int, default=20_000, help="measured requests per rate")
     args = parser.parse_args(argv)
-    print("| req/s | entries in the window | µs per admit + settle |\n|--:|--:|--:|")
+    print("| req/s | entries in the window | µs per admit + settle | bytes held per entry |\n|--:|--:|--:|--:|")
     for rate in args.rates:
         cost = asyncio.run(per_request_us(rate, args.requests))
-        print(f"| {rate:,.0f} | {rate * WINDOW_SECONDS:,.0f} | {cost:.1f} |", flush=True)
+        held = asyncio.run(held_bytes_per_entry(rate, args.requests))
+        print(f"| {rate:,.0f} | {rate * WINDOW_SECONDS:,.0f} | {cost:.1f} | {held:.0f} |", flush=True)
     return 0
 
 

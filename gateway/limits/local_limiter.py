@@ -37,9 +37,9 @@ settle retried across a restart counts twice. Reservation ids must be unique per
 """
 from __future__ import annotations
 
-from bisect import bisect_right
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from gateway.limits.periods import period_bounds, utc_day
@@ -60,10 +60,11 @@ from gateway.limits.types import (
 
 #: Seconds to suggest before retrying when every concurrency slot is taken.
 PARALLEL_RETRY_SECONDS = 1.0
-#: How long a settled reservation id is remembered, so a retried settle changes nothing. Retries
-#: (a lost reply, a reconnect: redis-py's one immediate retry) come within seconds. Memory is about
-#: 150 bytes a request for this long: at 900 req/s, 300 s held ~40 MB in one worker (bench/soak.py).
-SETTLED_SECONDS = 60.0
+#: How long a settled reservation id is remembered, so a retried settle changes nothing. The only
+#: retry is redis-py's one immediate retry on a broken connection, within two Redis timeouts (0.25 s
+#: each by default) of the first try; 15 s covers timeouts far above that. Every request's id is held
+#: this long (~140 bytes in this process: 3.9 MB at 1,850 req/s; was 60 s, ~15 MB).
+SETTLED_SECONDS = 15.0
 
 
 def to_micros(usd: float) -> int:
@@ -108,25 +109,25 @@ class _Bucket:
     reserved: int = 0
 
 
-#: Expired entries at the front of a window's lists are sliced off once there are this many and they
-#: are at least half the list; until then they are blanked (their objects freed) and skipped.
+#: Expired entries at the front of a log's arrays are skipped (``head``) and sliced off in one go once
+#: there are this many and they are at least half the array.
 COMPACT_AFTER = 1024
-_GONE_TIME, _GONE_ID = 0.0, ""
 
 
 class _Log:
-    """Sorted admission times in a sliding window, each with a reservation id when ``with_ids``.
+    """Sorted times in a sliding window, each with an integer (tokens) when ``with_values``.
 
-    Dropping expired entries from the front of a list moves the rest: at 1,700 req/s a window holds
-    ~100,000 entries, and slicing one off on every request made an admit and its settle cost ~100 µs
-    instead of ~12 (bench/limiter_window.py). Expired entries are blanked (their objects freed) and
-    skipped instead (``head``), and sliced off in one go once they are half the list: amortised O(1)."""
+    Memory: the windows hold every request of the last minute, ~100,000 entries at 1,700 req/s. Typed
+    arrays hold 8 bytes a time and a value where lists of float and int objects held ~40 (soak: RSS
+    after 100k requests, docs/benchmarks.md). Time: dropping expired entries from the front moves the
+    rest, so they are skipped instead and sliced off once they are half the array: amortised O(1)
+    (bench/limiter_window.py)."""
 
-    __slots__ = ("head", "ids", "times")
+    __slots__ = ("head", "times", "values")
 
-    def __init__(self, *, with_ids: bool = False) -> None:
-        self.times: list[float] = []
-        self.ids: list[str] | None = [] if with_ids else None
+    def __init__(self, *, with_values: bool = False) -> None:
+        self.times = array("d")
+        self.values = array("q") if with_values else None
         self.head = 0
 
     def __len__(self) -> int:
@@ -136,76 +137,108 @@ class _Log:
         """The ``rank``-th oldest live entry's time."""
         return self.times[self.head + rank]
 
-    def live(self) -> Iterator[tuple[float, str]]:
-        """(time, id) of the live entries, oldest first (a log with ids); no copy: a caller that
-        stops early (a refusal's retry-after) pays for what it read."""
-        ids = self.ids
-        assert ids is not None
-        for index in range(self.head, len(self.times)):
-            yield self.times[index], ids[index]
+    def add(self, now: float, value: int = 0) -> None:
+        times = self.times
+        at = bisect_right(times, now, lo=self.head)
+        times.insert(at, now)
+        if self.values is not None:
+            self.values.insert(at, value)
 
-    def add(self, now: float, rid: str = "") -> None:
-        at = bisect_right(self.times, now, lo=self.head)
-        self.times.insert(at, now)
-        if self.ids is not None:
-            self.ids.insert(at, rid)
-
-    def expire(self, cutoff: float) -> list[str]:
-        """Drops the entries at or before ``cutoff``; returns their ids (a log with ids)."""
+    def expire(self, cutoff: float) -> int:
+        """Drops the entries at or before ``cutoff``; returns the sum of their values."""
         head = self.head
         cut = bisect_right(self.times, cutoff, lo=head)
         if cut == head:
-            return []
-        gone = self.ids[head:cut] if self.ids is not None else []
-        blank = cut - head
-        self.times[head:cut] = [_GONE_TIME] * blank
-        if self.ids is not None:
-            self.ids[head:cut] = [_GONE_ID] * blank
+            return 0
+        gone = sum(self.values[head:cut]) if self.values is not None else 0
         self.head = cut
         if cut >= COMPACT_AFTER and 2 * cut >= len(self.times):
             del self.times[:cut]
-            if self.ids is not None:
-                del self.ids[:cut]
+            if self.values is not None:
+                del self.values[:cut]
             self.head = 0
         return gone
+
+    def replace(self, at: float, old: int, new: int) -> bool:
+        """Sets one live entry at time ``at`` holding ``old`` to ``new``; False when there is none.
+        Entries with the same time and value are interchangeable: the window is their multiset."""
+        times, values = self.times, self.values
+        assert values is not None
+        index = bisect_left(times, at, lo=self.head)
+        while index < len(times) and times[index] == at:
+            if values[index] == old:
+                values[index] = new
+                return True
+            index += 1
+        return False
+
+    def first_reaching(self, total: int) -> float | None:
+        """The time of the entry where the running sum of values, oldest first, reaches ``total``."""
+        values = self.values
+        assert values is not None
+        running = 0
+        for index in range(self.head, len(values)):
+            running += values[index]
+            if running >= total:
+                return self.times[index]
+        return None
+
+
+class _SettledIds:
+    """Reservation ids settled in the last SETTLED_SECONDS, with their settle times in settle order."""
+
+    __slots__ = ("head", "ids", "order", "times")
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.order: deque[str] = deque()
+        self.times = array("d")
+        self.head = 0
+
+    def __contains__(self, rid: str) -> bool:
+        return rid in self.ids
+
+    def add(self, rid: str, now: float) -> None:
+        self.ids.add(rid)
+        self.order.append(rid)
+        self.times.append(now)
+
+    def forget(self, cutoff: float) -> None:
+        """Forgets ids from the front of the settle order while they were settled at or before ``cutoff``."""
+        times, head = self.times, self.head
+        while head < len(times) and times[head] <= cutoff:
+            self.ids.discard(self.order.popleft())
+            head += 1
+        if head >= COMPACT_AFTER and 2 * head >= len(times):
+            del times[:head]
+            head = 0
+        self.head = head
 
 
 @dataclass
 class _Windows:
-    """The RPM and TPM windows of one scope: a key, or one model alias within a key.
-
-    Memory is the point here too: the windows hold every request of the last minute, so at 1,800 req/s
-    a key's windows are about 100k entries. Lists of times (an admit's time is one float object shared
-    by both windows) and plain ints instead of a tuple per entry: with the 24-character reservation
-    id, ~250 bytes a request where it was ~410 (docs/benchmarks.md, "RSS soak")."""
+    """The RPM and TPM windows of one scope: a key, or one model alias within a key."""
 
     #: Admission times in the RPM window.
     requests: _Log = field(default_factory=_Log)
-    #: Admission times in the TPM window, with the reservation id admitted at each.
-    token_log: _Log = field(default_factory=lambda: _Log(with_ids=True))
-    #: Tokens per reservation id still in the TPM window, and their sum.
-    tokens: dict[str, int] = field(default_factory=dict)
+    #: Admission times in the TPM window, each with its tokens (the estimate until settled), and their sum.
+    tokens: _Log = field(default_factory=lambda: _Log(with_values=True))
     token_total: int = 0
 
     def trim_windows(self, now: float) -> None:
         cutoff = now - WINDOW_SECONDS
         self.requests.expire(cutoff)
-        for rid in self.token_log.expire(cutoff):
-            self.token_total -= self.tokens.pop(rid, 0)
+        self.token_total -= self.tokens.expire(cutoff)
 
     def requests_reset(self, now: float, rank: int = 0) -> float:
         return _leaves_in(self.requests.time(rank), now) if self.requests else 0.0
 
     def tokens_reset(self, now: float) -> float:
-        return _leaves_in(self.token_log.time(), now) if self.token_log else 0.0
+        return _leaves_in(self.tokens.time(), now) if self.tokens else 0.0
 
     def tokens_free_in(self, now: float, excess: int) -> float:
-        freed = 0
-        for at, rid in self.token_log.live():
-            freed += self.tokens[rid]
-            if freed >= excess:
-                return _leaves_in(at, now)
-        return WINDOW_SECONDS
+        at = self.tokens.first_reaching(excess)
+        return WINDOW_SECONDS if at is None else _leaves_in(at, now)
 
     def check(self, failed: list[tuple[LimitReason, float | None]], names: tuple[LimitReason, LimitReason],
               rpm: int | None, tpm: int | None, ask: Ask, now: float) -> None:
@@ -220,18 +253,23 @@ class _Windows:
         if rpm is not None:
             self.requests.add(now)
         if tpm is not None and not ask.cache_hit:
-            self.token_log.add(now, ask.reservation_id)
-            self.tokens[ask.reservation_id] = ask.tokens
+            self.tokens.add(now, ask.tokens)
             self.token_total += ask.tokens
 
-    def replace_tokens(self, rid: str, real: int, now: float) -> None:
+    def replace_tokens(self, admitted: _Admitted, real: int, now: float) -> None:
         """Real tokens replace the estimate at the admit's timestamp, larger or smaller; an entry that
         has left the window (trimmed first) is not touched."""
         self.trim_windows(now)
-        estimate = self.tokens.get(rid)
-        if estimate is not None:
-            self.token_total += real - estimate
-            self.tokens[rid] = real
+        if self.tokens.replace(admitted.at, admitted.tokens, real):
+            self.token_total += real - admitted.tokens
+
+
+@dataclass(slots=True)
+class _Admitted:
+    """An admitted, unsettled reservation's entry in the TPM windows: where its estimate is."""
+
+    at: float
+    tokens: int
 
 
 @dataclass
@@ -239,11 +277,11 @@ class _KeyState(_Windows):
     #: In-flight reservations in admission order (so, for one clock, in expiry order).
     leases: dict[str, _Lease] = field(default_factory=dict)
     buckets: dict[str, _Bucket] = field(default_factory=dict)
-    #: Settled reservation ids -> when, and the ids in settle order; kept for SETTLED_SECONDS. The
-    #: order is a deque, not the dict's own: reaching a dict's first live entry walks past every entry
-    #: deleted before it, ~100,000 at 1,700 req/s, on every settle.
-    settled: dict[str, float] = field(default_factory=dict)
-    settled_order: deque[str] = field(default_factory=deque)
+    #: Settled reservation ids, kept for SETTLED_SECONDS so that a retried settle changes nothing.
+    settled: _SettledIds = field(default_factory=_SettledIds)
+    #: Admitted reservations with entries in a TPM window, until they settle or leave the window, in
+    #: admission order: where each one's estimate is, for settle to replace it by the real tokens.
+    admitted: dict[str, _Admitted] = field(default_factory=dict)
     #: Model alias -> its windows (only aliases with model limits).
     models: dict[str, _Windows] = field(default_factory=dict)
 
@@ -258,6 +296,12 @@ class _KeyState(_Windows):
 
     def trim(self, now: float, period_id: str) -> None:
         self.trim_windows(now)
+        cutoff = now - WINDOW_SECONDS
+        while self.admitted:  # only a reservation that never settled is still here
+            rid = next(iter(self.admitted))
+            if self.admitted[rid].at > cutoff:
+                break
+            del self.admitted[rid]
         while self.leases:
             rid, lease = next(iter(self.leases.items()))
             if lease.expires > now:
@@ -360,6 +404,8 @@ class LocalLimiter:
         state.take(quota.rpm, quota.tpm, ask, now)
         if ask.cache_hit:
             return
+        if quota.tpm is not None or (quota.model is not None and quota.model_tpm is not None):
+            state.admitted[rid] = _Admitted(now, ask.tokens)
         if bucket is not None:
             state.leases[rid] = _Lease(now + LEASE_SECONDS, ask_micros, period_id)
             bucket.reserved += ask_micros
@@ -386,14 +432,10 @@ class LocalLimiter:
                 period_id = held_in = lease.period_id
             elif lease is not None and lease.expires <= now and lease.period_id == current:
                 held_in = current
-        forget = now - SETTLED_SECONDS
-        order = state.settled_order
-        while order and state.settled[order[0]] <= forget:
-            del state.settled[order.popleft()]
+        state.settled.forget(now - SETTLED_SECONDS)
         if rid in state.settled:
             return
-        state.settled[rid] = now
-        order.append(rid)
+        state.settled.add(rid, now)
         cost = 0 if ask.cache_hit else to_micros(spend.cost_usd)
         record = SpendRecord(key_id=key_id, period_id=period_id, day=utc_day(now), model=spend.model,
                              input_tokens=0 if ask.cache_hit else spend.input_tokens,
@@ -413,11 +455,13 @@ class LocalLimiter:
     @staticmethod
     def _release(state: _KeyState, quota: Quota, rid: str, spend: Spend, now: float, held_in: str | None) -> None:
         real = spend.input_tokens + spend.output_tokens
-        if quota.tpm is not None:
-            state.replace_tokens(rid, real, now)
-        model = state.models.get(quota.model) if quota.model is not None and quota.model_tpm is not None else None
-        if model is not None:
-            model.replace_tokens(rid, real, now)
+        admitted = state.admitted.pop(rid, None)
+        if admitted is not None:
+            if quota.tpm is not None:
+                state.replace_tokens(admitted, real, now)
+            model = state.models.get(quota.model) if quota.model is not None and quota.model_tpm is not None else None
+            if model is not None:
+                model.replace_tokens(admitted, real, now)
         lease = state.leases.pop(rid, None)
         if lease is not None and held_in is not None:
             state.buckets[held_in].reserved -= lease.micros
