@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Coroutine
@@ -33,6 +32,7 @@ from gateway.observability.metrics import PrometheusObserver
 from gateway.observability.middleware import TelemetryMiddleware
 from gateway.observability.tracing import Tracing
 from gateway.pipeline import Pipeline
+from gateway.process_tuning import fix_mmap_threshold, settle_start_up_heap
 from gateway.routing.litellm_engine import LitellmEngine
 from gateway.routing.native import NativeEngine
 from gateway.runtime import RoutingTable
@@ -44,8 +44,6 @@ log = logging.getLogger("gateway")
 
 #: Placeholder-looking master keys are refused outside the demo.
 MIN_MASTER_KEY_LENGTH = 16
-#: Allocations between two young garbage collections (CPython's default is 700).
-YOUNG_COLLECTION_EVERY = 20_000
 
 
 def _upstream_session() -> aiohttp.ClientSession:
@@ -136,14 +134,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 _background(stack, _watch_config(table, settings.config_poll_seconds))
         log.info("llm-gateway %s ready: %d aliases from %s, keys in %s", __version__,
                  len(table.router.aliases()), source, stores.keys.name)
-        # Importing litellm leaves ~400k long-lived objects; without freezing them every full
-        # collection walks them all (200-400 ms pauses measured under load, the gateway's p99).
-        gc.collect()
-        gc.freeze()
-        # A young collection walks what is still alive (the requests in flight), whatever was
-        # allocated since the last one; collecting every 20,000 allocations rather than 700 does the
-        # same walk ~30 times less often: about 7% less CPU per request (docs/benchmarks.md).
-        gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
+        settle_start_up_heap()
+        fix_mmap_threshold()
         yield
 
 

@@ -79,7 +79,8 @@ def test_start_up_freezes_the_import_heap_and_collects_young_objects_less_often(
     code = """
 import asyncio, gc, sys
 from pathlib import Path
-from gateway.app import YOUNG_COLLECTION_EVERY, create_app
+from gateway.app import create_app
+from gateway.process_tuning import YOUNG_COLLECTION_EVERY
 from gateway.settings import Settings
 
 async def main(data_dir):
