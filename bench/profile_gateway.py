@@ -33,7 +33,7 @@ from children import Children, log, run_main
 
 TEST_CPU, LOAD_CPU = 0, 1
 SCENARIOS = {"chat-c16": ("chat", False, 16), "stream-c16": ("stream", True, 16),
-             "litellm-path-c16": ("anthropic", False, 16)}
+             "litellm-path-c16": ("anthropic", False, 16), "slow-c256": ("slow", False, 256)}
 
 
 def parse_collapsed(text: str) -> tuple[Counter[str], Counter[str], int]:

@@ -5,6 +5,10 @@ replica also drops it as soon as the store announces a change, so a revocation t
 everywhere within a second even if a change notification is lost. While the store is unreachable,
 a record seen in the last ``stale_grace`` seconds keeps working (availability over freshness,
 logged), and unknown keys are refused with 503 rather than 401, since the gateway cannot tell.
+
+One store lookup per key is in flight at a time: when a record expires under load, the requests for
+that key share the lookup instead of each queueing its own (a wave of 256 concurrent requests made 256
+lookups, each a thread hop on the embedded store, and the wave's latency with them).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from gateway.auth import MASTER, MasterKeyAuthenticator, Principal
 from gateway.errors import AuthenticationFailed, ServiceUnavailable
@@ -72,6 +77,10 @@ class KeyAuthenticator:
         self._store_down_until = 0.0
         self._touched: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        #: Key hash -> its store lookup in flight, shared by every request that needs it meanwhile.
+        self._fetching: dict[str, asyncio.Future[KeyRecord | None]] = {}
+        #: Bumped by ``invalidate``: a lookup that started before a change does not cache its answer.
+        self._generation = 0
 
     async def authenticate(self, token: str) -> Principal:
         if self._master.is_master(token):
@@ -90,6 +99,16 @@ class KeyAuthenticator:
             # Within a second of a failed lookup the store is not asked again: no request queues
             # behind a dead or frozen store, and the warning is logged once per outage second.
             return self._stale(cached, now)
+        fetch = self._fetching.get(key_hash)
+        if fetch is None:
+            fetch = asyncio.ensure_future(self._fetch(key_hash, cached, now))
+            self._fetching[key_hash] = fetch
+            fetch.add_done_callback(partial(self._fetched, key_hash))
+        # Shielded: a request that leaves does not cancel the lookup the others are waiting for.
+        return await asyncio.shield(fetch)
+
+    async def _fetch(self, key_hash: str, cached: _Cached | None, now: float) -> KeyRecord | None:
+        generation = self._generation
         try:
             record = await self._store.find_by_hash(key_hash)
         except store_errors() as error:
@@ -97,10 +116,17 @@ class KeyAuthenticator:
                         type(error).__name__, self._stale_grace)
             self._store_down_until = now + STORE_PROBE_SECONDS
             return self._stale(cached, now)
-        if len(self._cache) > 100_000:
-            self._cache.clear()
-        self._cache[key_hash] = _Cached(record, now)
+        if generation == self._generation:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[key_hash] = _Cached(record, now)
         return record
+
+    def _fetched(self, key_hash: str, fetch: asyncio.Future[KeyRecord | None]) -> None:
+        if self._fetching.get(key_hash) is fetch:
+            del self._fetching[key_hash]
+        if not fetch.cancelled():
+            fetch.exception()  # retrieved here: every request that waited for it may have gone
 
     def _stale(self, cached: _Cached | None, now: float) -> KeyRecord | None:
         if cached is not None and cached.record is not None and now - cached.fetched_at < self._stale_grace:
@@ -113,6 +139,9 @@ class KeyAuthenticator:
         ``EVERY_KEY`` (the change feed reconnected and may have missed changes) makes every record
         fetch again before its next use, but keeps it as the stale answer should the store be
         unreachable again by then: a flapping store must not turn every key away."""
+        # Lookups in flight may have read the record before the change: later requests start anew.
+        self._generation += 1
+        self._fetching.clear()
         if key_id == EVERY_KEY:
             for key_hash in [h for h, c in self._cache.items() if c.record is None]:
                 del self._cache[key_hash]

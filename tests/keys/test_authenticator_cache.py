@@ -3,6 +3,7 @@ what a change announcement does to it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,21 @@ class Unplugged:
         self.store = store
         self.down = False
         self.lookups = 0
+        #: Set: lookups wait for it before asking the store (a slow store).
+        self.gate: asyncio.Event | None = None
+        #: Each lookup takes the first of these, if any, and waits for it after reading (a slow reply).
+        self.holds: list[asyncio.Event] = []
 
     async def find_by_hash(self, key_hash: str) -> KeyRecord | None:
         self.lookups += 1
+        if self.gate is not None:
+            await self.gate.wait()
         if self.down:
             raise ConnectionRefusedError("store unplugged")
-        return await self.store.find_by_hash(key_hash)
+        found = await self.store.find_by_hash(key_hash)
+        if self.holds:
+            await self.holds.pop(0).wait()
+        return found
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
@@ -122,3 +132,45 @@ async def test_unknown_key_answers_are_dropped_on_every_key_changed(store: Unplu
     await store.store.create(record)
     auth.invalidate(EVERY_KEY)
     assert (await auth.authenticate(secret)).key_id == record.id
+
+
+async def test_concurrent_requests_share_one_lookup_and_one_leaving_does_not_cancel_it(store: Unplugged) -> None:
+    clock = Clock()
+    auth = authenticator(store, clock)
+    secret, record = await new_key(store)
+    await auth.authenticate(secret)
+    clock.now += 1  # past the TTL: the next requests need the store
+    store.gate = asyncio.Event()
+    before = store.lookups
+    waiting = [asyncio.create_task(auth.authenticate(secret)) for _ in range(50)]
+    await asyncio.sleep(0.01)
+    waiting[0].cancel()
+    store.gate.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert {r.key_id for r in results[1:] if not isinstance(r, BaseException)} == {record.id}
+    assert store.lookups == before + 1
+    assert (await auth.authenticate(secret)).key_id == record.id and store.lookups == before + 1  # cached
+
+
+async def test_a_change_during_a_lookup_starts_a_new_one_and_the_old_answer_is_not_cached(store: Unplugged) -> None:
+    clock = Clock()
+    auth = authenticator(store, clock)
+    secret, record = await new_key(store)
+    early_reply, late_reply = asyncio.Event(), asyncio.Event()
+    store.holds = [early_reply, late_reply]
+    early = asyncio.create_task(auth.authenticate(secret))
+    await asyncio.sleep(0.01)  # it has read the record as it was, and its reply is on the way
+    await store.store.update(record.model_copy(update={"enabled": False}))
+    auth.invalidate(record.id)
+    late = asyncio.create_task(auth.authenticate(secret))
+    await asyncio.sleep(0.01)
+    assert store.lookups == 2, "a request after the change does not join the lookup from before it"
+    late_reply.set()
+    with pytest.raises(AuthenticationFailed, match="disabled"):
+        await late
+    early_reply.set()
+    assert (await early).key_id == record.id  # it started before the change
+    with pytest.raises(AuthenticationFailed, match="disabled"):
+        await auth.authenticate(secret)  # from the cache: the early answer did not replace the late one
+    assert store.lookups == 2
