@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -184,6 +185,15 @@ class RoutingConfig(_Strict):
 
     def cache_for(self, alias: str) -> AliasCache:
         """The alias's cache policy with every field resolved."""
+        resolved = self.resolved_caches.get(alias)
+        return resolved if resolved is not None else self._resolve_cache(alias)
+
+    @cached_property
+    def resolved_caches(self) -> dict[str, AliasCache]:
+        """Every configured alias's resolved cache policy, built once per config (asked per request)."""
+        return {entry.model_name: self._resolve_cache(entry.model_name) for entry in self.model_list}
+
+    def _resolve_cache(self, alias: str) -> AliasCache:
         default = self.cache_settings.default
         own = self.cache_settings.aliases.get(alias, AliasCache())
         return AliasCache(mode=own.mode or default.mode or "off",

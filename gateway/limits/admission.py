@@ -120,8 +120,8 @@ class Admission:
             prompt, completion = estimate_tokens(operation, body, default_completion)
             tokens = prompt + completion
             # Reserve the dearest deployment that could answer, fallbacks included: never too little.
-            cost = max(router.price(d).cost(Usage(prompt_tokens=prompt, completion_tokens=completion))
-                       for d in deployments)
+            expected = Usage(prompt_tokens=prompt, completion_tokens=completion)
+            cost = max(router.price(d).cost(expected) for d in deployments)
         # The gateway's own 96 random bits, never the client's x-request-id: a client that repeats its
         # request id must not make two reservations share one (the windows and the settled ids are
         # keyed by it), and a short id is most of what the windows hold per request.
