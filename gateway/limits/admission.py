@@ -127,14 +127,17 @@ class Admission:
         # keyed by it), and a short id is most of what the windows hold per request.
         ask = Ask(reservation_id=f"{random.getrandbits(96):024x}", tokens=tokens, cost_usd=cost,
                   cache_hit=cache_hit)
-        pending = asyncio.ensure_future(self._limiter.admit(quota, ask, time.time()))
-        try:
-            # Shielded: if the client leaves mid-admission, the store call still completes, and
-            # whatever it took is given back instead of leaking until its lease expires.
-            decision = await asyncio.shield(pending)
-        except asyncio.CancelledError:
-            pending.add_done_callback(lambda done: self._release_orphan(done, quota, ask, alias))
-            raise
+        if self._limiter.admit_cancel_safe:
+            decision = await self._limiter.admit(quota, ask, time.time())
+        else:
+            pending = asyncio.ensure_future(self._limiter.admit(quota, ask, time.time()))
+            try:
+                # Shielded: if the client leaves mid-admission, the store call still completes, and
+                # whatever it took is given back instead of leaking until its lease expires.
+                decision = await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                pending.add_done_callback(lambda done: self._release_orphan(done, quota, ask, alias))
+                raise
         if on_decision is not None:
             on_decision(decision)
         if not decision.allowed:

@@ -24,6 +24,7 @@ class FailoverLimiter:
     def __init__(self, shared: Limiter, local: Limiter, *, probe_interval: float = 1.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.name = f"{shared.name} (falls back to {local.name})"
+        self.admit_cancel_safe = shared.admit_cancel_safe and local.admit_cancel_safe
         self._shared = shared
         self._local = local
         self._probe_interval = probe_interval

@@ -317,6 +317,7 @@ class LocalLimiter:
     """Limiter in this process; ``spend`` persists budget spent and the ledger (None: memory only)."""
 
     name = "local"
+    admit_cancel_safe = True  # admit awaits only in _load_buckets, before its decision section
 
     def __init__(self, spend: SqliteSpend | None = None) -> None:
         self._spend = spend

@@ -86,6 +86,7 @@ class RedisLimiter:
     admit with a held id is not detected and would count twice."""
 
     name = "redis"
+    admit_cancel_safe = False  # the script may have run when the reply is cut off
 
     def __init__(self, client: aioredis.Redis, prefix: str = "gw") -> None:
         self._client = client

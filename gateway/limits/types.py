@@ -111,6 +111,12 @@ class WindowUsage:
 
 class Limiter(Protocol):
     name: str
+    #: True when a cancelled ``admit`` never took anything: its only awaits come before the decision.
+    #: Admission then awaits it in the request's own task; otherwise it shields the call in a task
+    #: of its own and gives back what an abandoned admit took (a store round trip can be cut off
+    #: after the store decided). The shield is a scheduling point: in a burst of requests every one
+    #: of them waits behind the others' steps there (docs/benchmarks.md, slow-c256).
+    admit_cancel_safe: bool
 
     async def admit(self, quota: Quota, ask: Ask, now: float) -> Decision: ...
 
