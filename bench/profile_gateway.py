@@ -1,6 +1,6 @@
 """Where the gateway's CPU goes under load: py-spy samples of one worker, as markdown tables.
 
-    .venv/bin/python bench/profile_gateway.py                       # chat-c16, stream-c16, litellm-path-c16, 15 s each
+    .venv/bin/python bench/profile_gateway.py        # chat-c16, stream-c16, litellm-path-c16, slow-c256, 15 s each
     .venv/bin/python bench/profile_gateway.py --scenarios chat-c16 --seconds 30 --keep profiles/
 
 The gateway runs as in bench/compare.py (virtual key, limits, exact cache, metrics, traces to a sink)
