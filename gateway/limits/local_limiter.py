@@ -41,6 +41,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.limits.periods import period_bounds, utc_day
 from gateway.limits.sqlite_spend import SpendRecord, SqliteSpend
@@ -114,6 +115,16 @@ class _Bucket:
 COMPACT_AFTER = 1024
 
 
+def _compacted(head: int, *arrays: array[Any]) -> int:
+    """The new head once the ``head`` skipped entries at the front of ``arrays`` (parallel, equally
+    long) are sliced off, if they are COMPACT_AFTER or more and at least half; else ``head``."""
+    if head < COMPACT_AFTER or 2 * head < len(arrays[0]):
+        return head
+    for entries in arrays:
+        del entries[:head]
+    return 0
+
+
 class _Log:
     """Sorted times in a sliding window, each with an integer (tokens) when ``with_values``.
 
@@ -150,13 +161,11 @@ class _Log:
         cut = bisect_right(self.times, cutoff, lo=head)
         if cut == head:
             return 0
-        gone = sum(self.values[head:cut]) if self.values is not None else 0
-        self.head = cut
-        if cut >= COMPACT_AFTER and 2 * cut >= len(self.times):
-            del self.times[:cut]
-            if self.values is not None:
-                del self.values[:cut]
-            self.head = 0
+        if self.values is None:
+            self.head = _compacted(cut, self.times)
+            return 0
+        gone = sum(self.values[head:cut])
+        self.head = _compacted(cut, self.times, self.values)
         return gone
 
     def replace(self, at: float, old: int, new: int) -> bool:
@@ -209,10 +218,7 @@ class _SettledIds:
         while head < len(times) and times[head] <= cutoff:
             self.ids.discard(self.order.popleft())
             head += 1
-        if head >= COMPACT_AFTER and 2 * head >= len(times):
-            del times[:head]
-            head = 0
-        self.head = head
+        self.head = _compacted(head, times)
 
 
 @dataclass
