@@ -35,7 +35,7 @@ import startup
 import upstream_nginx
 import wrk_runner
 from children import Children, StartError, chosen_names, log, run_main
-from compare_report import Goal, Measurement, Summary, Table, render, render_goals, summarize
+from compare_report import Goal, Measurement, Summary, Table, render, render_goals, summarize, unusable
 
 TEST_CPU, LOAD_CPU = 0, 1
 NOISE_CORE_FRACTION = 0.10  # another process above this share of a core makes a window noisy
@@ -196,6 +196,11 @@ def run_rounds(scenarios: list[str], names: list[str], timing: Timing, children:
                 except (RuntimeError, subprocess.TimeoutExpired, aiohttp.ClientError, OSError) as error:
                     log(f"  failed: {error}")
                     failures.setdefault((key, name), []).append("load run failed")
+                    continue
+                reason = unusable(m, timing.duration_s)
+                if reason is not None:
+                    log(f"  failed: {reason}")
+                    failures.setdefault((key, name), []).append(reason)
                     continue
                 results.setdefault((key, name), []).append(m)
                 log(f"  {m.rps:,.0f} req/s, p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms, "

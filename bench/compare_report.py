@@ -50,6 +50,15 @@ class Summary:
         return self.rounds > 0
 
 
+def unusable(measurement: Measurement, window_s: float) -> str | None:
+    """Why a round cannot count, or None. A window in which no response finished has no latency and
+    no CPU per request (a target whose answers take longer than the window): its zeros would read
+    as the fastest row and a negative "added" latency, so the round is a failure with that reason."""
+    if measurement.requests == 0:
+        return f"no response within the {window_s:g} s window"
+    return None
+
+
 def _median(values: Iterable[float]) -> float:
     items = list(values)
     return statistics.median(items) if items else 0.0

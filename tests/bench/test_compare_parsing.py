@@ -70,6 +70,21 @@ def test_table_has_added_latency_ratios_flags_and_failures() -> None:
     assert "> ⚠ busy" in text
 
 
+def test_a_window_without_responses_is_a_failed_round_not_a_zero_row() -> None:
+    # LiteLLM Proxy at slow-c256 answers after ~4 s: a 3 s window sees none, and its zeros once
+    # rendered as the fastest row, with a negative "added" latency and 3,020 CPU ms per request.
+    silent = compare_report.Measurement(rps=0, p50_ms=0, p99_ms=0, cpu_ms_per_request=3020, rss_mb=369, requests=0)
+    assert compare_report.unusable(silent, 3) == "no response within the 3 s window"
+    assert compare_report.unusable(_m(400, 520, 1.2), 3) is None
+    table = compare_report.Table("slow-c256", "Slow", "mock", "gw", ("slow peer",))
+    rows = [compare_report.summarize("mock", [_m(420, 503, 0.02)], []),
+            compare_report.summarize("gw", [_m(420, 520, 1.2)], []),
+            compare_report.summarize("slow peer", [], ["no response within the 3 s window"])]
+    text = compare_report.render(table, rows)
+    assert "| slow peer | — | — | — | — | — | — | — | no response within the 3 s window |" in text
+    assert "-50" not in text and "slow peer:" not in text
+
+
 def test_soak_verdict_reads_the_second_half() -> None:
     assert soak.is_flat([(0, 200.0), (10_000, 230.0), (20_000, 231.0), (30_000, 232.0)]) == (True, 2.0)
     flat, growth = soak.is_flat([(0, 200.0), (10_000, 230.0), (20_000, 250.0), (30_000, 270.0)])
