@@ -1,14 +1,23 @@
 """Bearer token → Principal for virtual keys, with an in-process cache in front of the store.
 
-A cached record lives at most ``ttl`` seconds (GATEWAY_KEY_CACHE_SECONDS, 0.5 s), and every
-replica also drops it as soon as the store announces a change, so a revocation takes effect
-everywhere within a second even if a change notification is lost. While the store is unreachable,
+A cached record is fresh for ``ttl`` seconds (GATEWAY_KEY_CACHE_SECONDS, 0.5 s). The first request
+that finds it older starts a lookup and, like every request until the answer lands, is served the
+cached record, for at most another ``ttl``: no request waits for the store while a key is in steady
+use, and no record is used more than ``2 * ttl`` after it was read. Every replica also drops a record
+as soon as the store announces a change, so a revocation takes effect everywhere within a second
+even if a change notification is lost. While the store is unreachable,
 a record seen in the last ``stale_grace`` seconds keeps working (availability over freshness,
 logged), and unknown keys are refused with 503 rather than 401, since the gateway cannot tell.
 
-One store lookup per key is in flight at a time: when a record expires under load, the requests for
-that key share the lookup instead of each queueing its own (a wave of 256 concurrent requests made 256
-lookups, each a thread hop on the embedded store, and the wave's latency with them).
+One store lookup per key is in flight at a time: requests that must wait for a record (none cached,
+or older than ``2 * ttl``) share the lookup instead of each queueing its own (a wave of 256
+concurrent requests made 256 lookups, each a thread hop on the embedded store).
+
+Why refresh ahead rather than wait: a lookup is a thread hop (embedded store) or a round trip
+(Redis), answered only once the event loop gets to it. Every request that arrived meanwhile waited
+for it and then resumed in the same turn of the loop, so twice a second a key's traffic was gathered
+into one wave: with 256 concurrent requests on a 500 ms upstream the waves then never spread out
+again (added p50 +200-290 ms in one run out of three; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -93,19 +102,29 @@ class KeyAuthenticator:
     async def _lookup(self, key_hash: str) -> KeyRecord | None:
         now = self._monotonic()
         cached = self._cache.get(key_hash)
-        if cached is not None and not cached.expired and now - cached.fetched_at < self._ttl:
-            return cached.record
+        if cached is not None and not cached.expired:
+            age = now - cached.fetched_at
+            if age < self._ttl:
+                return cached.record
+            if age < 2 * self._ttl:
+                if now >= self._store_down_until:
+                    self._lookup_once(key_hash, cached, now)  # refresh ahead; this request does not wait
+                return cached.record
         if now < self._store_down_until:
             # Within a second of a failed lookup the store is not asked again: no request queues
             # behind a dead or frozen store, and the warning is logged once per outage second.
             return self._stale(cached, now)
+        # Shielded: a request that leaves does not cancel the lookup the others are waiting for.
+        return await asyncio.shield(self._lookup_once(key_hash, cached, now))
+
+    def _lookup_once(self, key_hash: str, cached: _Cached | None, now: float) -> asyncio.Future[KeyRecord | None]:
+        """The key's lookup in flight, started if there is none."""
         fetch = self._fetching.get(key_hash)
         if fetch is None:
             fetch = asyncio.ensure_future(self._fetch(key_hash, cached, now))
             self._fetching[key_hash] = fetch
             fetch.add_done_callback(partial(self._fetched, key_hash))
-        # Shielded: a request that leaves does not cancel the lookup the others are waiting for.
-        return await asyncio.shield(fetch)
+        return fetch
 
     async def _fetch(self, key_hash: str, cached: _Cached | None, now: float) -> KeyRecord | None:
         generation = self._generation

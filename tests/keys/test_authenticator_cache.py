@@ -139,7 +139,7 @@ async def test_concurrent_requests_share_one_lookup_and_one_leaving_does_not_can
     auth = authenticator(store, clock)
     secret, record = await new_key(store)
     await auth.authenticate(secret)
-    clock.now += 1  # past the TTL: the next requests need the store
+    clock.now += 5  # past twice the TTL: the next requests must wait for the store
     store.gate = asyncio.Event()
     before = store.lookups
     waiting = [asyncio.create_task(auth.authenticate(secret)) for _ in range(50)]
@@ -174,3 +174,63 @@ async def test_a_change_during_a_lookup_starts_a_new_one_and_the_old_answer_is_n
     with pytest.raises(AuthenticationFailed, match="disabled"):
         await auth.authenticate(secret)  # from the cache: the early answer did not replace the late one
     assert store.lookups == 2
+
+
+async def test_a_record_past_its_ttl_answers_at_once_while_one_lookup_refreshes_it(store: Unplugged) -> None:
+    clock = Clock()
+    auth = authenticator(store, clock)
+    secret, record = await new_key(store)
+    await auth.authenticate(secret)
+    await store.store.update(record.model_copy(update={"enabled": False}))  # a change nobody announced
+    clock.now += 0.7  # past the TTL (0.5 s), within twice it
+    store.gate = asyncio.Event()  # the store is slow to answer
+    before = store.lookups
+    served = await asyncio.wait_for(asyncio.gather(*(auth.authenticate(secret) for _ in range(50))), timeout=1)
+    assert {p.key_id for p in served} == {record.id}, "served the cached record without waiting"
+    await asyncio.sleep(0)
+    assert store.lookups == before + 1, "one lookup refreshes it"
+    store.gate.set()
+    for _ in range(50):
+        if not auth._fetching:
+            break
+        await asyncio.sleep(0.01)
+    with pytest.raises(AuthenticationFailed, match="disabled"):
+        await auth.authenticate(secret)  # the refreshed record, from the cache
+    assert store.lookups == before + 1
+
+
+async def test_a_record_twice_its_ttl_old_is_not_used_before_the_store_answers(store: Unplugged) -> None:
+    """The bound on staleness: a record read more than 2 * ttl ago waits for the store."""
+    clock = Clock()
+    auth = authenticator(store, clock)
+    secret, record = await new_key(store)
+    await auth.authenticate(secret)
+    await store.store.update(record.model_copy(update={"enabled": False}))
+    clock.now += 1.0
+    store.gate = asyncio.Event()
+    waiting = asyncio.create_task(auth.authenticate(secret))
+    await asyncio.sleep(0.05)
+    assert not waiting.done(), "it waits for the lookup"
+    store.gate.set()
+    with pytest.raises(AuthenticationFailed, match="disabled"):
+        await waiting
+
+
+async def test_a_refresh_that_fails_keeps_the_record_and_the_store_is_not_asked_again_at_once(
+        store: Unplugged) -> None:
+    clock = Clock()
+    auth = authenticator(store, clock)
+    secret, record = await new_key(store)
+    await auth.authenticate(secret)
+    store.down = True
+    clock.now += 0.7
+    before = store.lookups
+    assert (await auth.authenticate(secret)).key_id == record.id
+    for _ in range(50):
+        if not auth._fetching:
+            break
+        await asyncio.sleep(0.01)
+    assert store.lookups == before + 1
+    clock.now += 0.1
+    assert (await auth.authenticate(secret)).key_id == record.id  # stale grace, no new lookup yet
+    assert store.lookups == before + 1
