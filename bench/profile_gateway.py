@@ -5,7 +5,10 @@
 
 The gateway runs as in bench/compare.py (virtual key, limits, exact cache, metrics, traces to a sink)
 on CPU 0, loaded by wrk on CPU 1; py-spy (installed into bench/.peers/ on first use, never into the
-project's environment) samples it with `--nonblocking`, so the process is not paused. Two tables per
+project's environment) samples it with `--nonblocking`, so the process is not paused, or, with
+`--pause`, stopping it for each sample: slower under the profiler, but every stack is whole (a
+non-blocking sample reads the stack while it changes, and now and then credits a frame to the wrong
+caller, which misleads at the grain of a few percent). Two tables per
 scenario: the frames where samples land (self), and the gateway's own functions on the stack
 (inclusive, one count per sample even when recursive). `--gil` keeps only samples of the thread holding
 the GIL (Python work; C code that released the GIL, SQLite in a worker thread say, drops out).
@@ -86,7 +89,8 @@ def render(title: str, text: str, top: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def profile(gateway: targets.Target, name: str, seconds: int, work_dir: Path, py_spy: Path, gil: bool) -> str:
+def profile(gateway: targets.Target, name: str, seconds: int, work_dir: Path, py_spy: Path, gil: bool,
+            pause: bool = False) -> str:
     route, stream, concurrency = SCENARIOS[name]
     request = gateway.request(route, "Profile prompt @N@, please answer.", stream)
     body_file = work_dir / f"profile-{name}.json"
@@ -100,7 +104,8 @@ def profile(gateway: targets.Target, name: str, seconds: int, work_dir: Path, py
     load = subprocess.Popen(wrk_runner.argv(job, seconds + 2, LOAD_CPU), stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:
-        subprocess.run(["taskset", "-c", str(LOAD_CPU), str(py_spy), "record", "--nonblocking", "--rate", "250",
+        subprocess.run(["taskset", "-c", str(LOAD_CPU), str(py_spy), "record",
+                        *([] if pause else ["--nonblocking"]), "--rate", "250",
                         "--duration", str(seconds), "--format", "raw", "--output", str(out),
                         "--pid", str(gateway.pid), *(["--gil"] if gil else [])],
                        check=True, capture_output=True, timeout=seconds + 60)
@@ -123,6 +128,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--top", type=int, default=15, help="rows per table")
     parser.add_argument("--gil", action="store_true", help="only samples holding the GIL")
     parser.add_argument("--keep", type=Path, help="also write the collapsed stacks here")
+    parser.add_argument("--pause", action="store_true",
+                        help="stop the gateway for each sample: whole stacks, a slower gateway meanwhile")
     args = parser.parse_args(argv)
     if not 1 <= args.seconds <= 120:
         parser.error("--seconds: 1-120")
@@ -138,11 +145,12 @@ def main(argv: list[str]) -> int:
         gateway = targets.start_gateway(kids, TEST_CPU, mock.base, sink, work_dir)
         for name in args.scenarios:
             log(f"profiling {name} for {args.seconds} s ...")
-            text = profile(gateway, name, args.seconds, work_dir, py_spy, args.gil)
+            text = profile(gateway, name, args.seconds, work_dir, py_spy, args.gil, args.pause)
             if args.keep:
                 args.keep.mkdir(parents=True, exist_ok=True)
                 shutil.copy(work_dir / f"{name}.collapsed", args.keep / f"{name}.collapsed")
             what = "py-spy --gil" if args.gil else "py-spy, all threads"
+            what += ", paused per sample" if args.pause else ""
             print(render(f"Gateway profile, `{name}` ({what}, {args.seconds} s)", text, args.top))
     return 0
 
