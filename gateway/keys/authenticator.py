@@ -17,7 +17,7 @@ Why refresh ahead rather than wait: a lookup is a thread hop (embedded store) or
 (Redis), answered only once the event loop gets to it. Every request that arrived meanwhile waited
 for it and then resumed in the same turn of the loop, so twice a second a key's traffic was gathered
 into one wave: with 256 concurrent requests on a 500 ms upstream the waves then never spread out
-again (added p50 +200-290 ms in one run out of three; docs/benchmarks.md).
+again (added p50 +210-290 ms in 5 of 12 windows of one test; docs/benchmarks.md).
 """
 
 from __future__ import annotations

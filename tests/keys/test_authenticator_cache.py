@@ -69,6 +69,14 @@ async def new_key(store: Unplugged) -> tuple[str, KeyRecord]:
     return secret, record
 
 
+async def lookups_landed(auth: KeyAuthenticator) -> None:
+    """Wait (up to 0.5 s) until no store lookup is in flight: a refresh ahead runs unawaited."""
+    for _ in range(50):
+        if not auth._fetching:
+            return
+        await asyncio.sleep(0.01)
+
+
 def authenticator(store: Unplugged, clock: Clock) -> KeyAuthenticator:
     master = MasterKeyAuthenticator(SecretStr("sk-master-0123456789abcdef"))
     return KeyAuthenticator(store, master, ttl=0.5, stale_grace=60, monotonic=clock)  # type: ignore[arg-type]
@@ -190,10 +198,7 @@ async def test_a_record_past_its_ttl_answers_at_once_while_one_lookup_refreshes_
     await asyncio.sleep(0)
     assert store.lookups == before + 1, "one lookup refreshes it"
     store.gate.set()
-    for _ in range(50):
-        if not auth._fetching:
-            break
-        await asyncio.sleep(0.01)
+    await lookups_landed(auth)
     with pytest.raises(AuthenticationFailed, match="disabled"):
         await auth.authenticate(secret)  # the refreshed record, from the cache
     assert store.lookups == before + 1
@@ -226,10 +231,7 @@ async def test_a_refresh_that_fails_keeps_the_record_and_the_store_is_not_asked_
     clock.now += 0.7
     before = store.lookups
     assert (await auth.authenticate(secret)).key_id == record.id
-    for _ in range(50):
-        if not auth._fetching:
-            break
-        await asyncio.sleep(0.01)
+    await lookups_landed(auth)
     assert store.lookups == before + 1
     clock.now += 0.1
     assert (await auth.authenticate(secret)).key_id == record.id  # stale grace, no new lookup yet
