@@ -127,10 +127,11 @@ class Admission:
         # keyed by it), and a short id is most of what the windows hold per request.
         ask = Ask(reservation_id=f"{random.getrandbits(96):024x}", tokens=tokens, cost_usd=cost,
                   cache_hit=cache_hit)
+        admitting = self._limiter.admit(quota, ask, time.time())
         if self._limiter.admit_cancel_safe:
-            decision = await self._limiter.admit(quota, ask, time.time())
+            decision = await admitting
         else:
-            pending = asyncio.ensure_future(self._limiter.admit(quota, ask, time.time()))
+            pending = asyncio.ensure_future(admitting)
             try:
                 # Shielded: if the client leaves mid-admission, the store call still completes, and
                 # whatever it took is given back instead of leaking until its lease expires.

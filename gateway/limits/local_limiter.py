@@ -304,8 +304,8 @@ class _KeyState(_Windows):
         self.trim_windows(now)
         cutoff = now - WINDOW_SECONDS
         while self.admitted:  # only a reservation that never settled is still here
-            rid = next(iter(self.admitted))
-            if self.admitted[rid].at > cutoff:
+            rid, admitted = next(iter(self.admitted.items()))
+            if admitted.at > cutoff:
                 break
             del self.admitted[rid]
         while self.leases:
@@ -411,7 +411,7 @@ class LocalLimiter:
         state.take(quota.rpm, quota.tpm, ask, now)
         if ask.cache_hit:
             return
-        if quota.tpm is not None or (quota.model is not None and quota.model_tpm is not None):
+        if quota.tpm is not None or quota.counts_model_tokens:
             state.admitted[rid] = _Admitted(now, ask.tokens)
         if bucket is not None:
             state.leases[rid] = _Lease(now + LEASE_SECONDS, ask_micros, period_id)
@@ -466,7 +466,7 @@ class LocalLimiter:
         if admitted is not None:
             if quota.tpm is not None:
                 state.replace_tokens(admitted, real, now)
-            model = state.models.get(quota.model) if quota.model is not None and quota.model_tpm is not None else None
+            model = state.models.get(quota.model) if quota.counts_model_tokens and quota.model else None
             if model is not None:
                 model.replace_tokens(admitted, real, now)
         lease = state.leases.pop(rid, None)

@@ -149,7 +149,7 @@ class RedisLimiter:
         previous_id, previous_resets_at = period_bounds(period, now - LEASE_SECONDS)
         key_id = quota.key_id
         day = utc_day(now)
-        model_tpm = self._has_model_limits(quota) and quota.model_tpm is not None
+        model_tpm = quota.counts_model_tokens
         await self._settle(
             keys=[self._key(key_id, "settled"), *self._window_keys(key_id)[1:],
                   self._key(key_id, f"budget:{period_id}"), self._key(key_id, f"budget:{previous_id}"),

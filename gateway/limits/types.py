@@ -37,6 +37,11 @@ class Quota:
     model_tpm: int | None = None
 
     @property
+    def counts_model_tokens(self) -> bool:
+        """Whether a model-scope TPM window counts this quota's tokens (an alias with a model_tpm)."""
+        return self.model is not None and self.model_tpm is not None
+
+    @property
     def unlimited(self) -> bool:
         return (self.rpm is None and self.tpm is None and self.max_parallel is None
                 and self.budget_usd is None and self.model_rpm is None and self.model_tpm is None)
