@@ -24,6 +24,8 @@ class Measurement:
     warnings: list[str] = field(default_factory=list)  # non-empty: a noisy window, flagged
     ttfb_p50_ms: float | None = None  # streaming only: time to the first body byte, concurrency 1
     ttfb_p99_ms: float | None = None
+    burst_p50_ms: float | None = None  # steady scenarios only: every connection's first request, sent at once
+    burst_p99_ms: float | None = None
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Summary:
     requests: int = 0
     ttfb_p50_ms: float | None = None
     ttfb_p99_ms: float | None = None
+    burst_p50_ms: float | None = None
+    burst_p99_ms: float | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -64,6 +68,11 @@ def _median(values: Iterable[float]) -> float:
     return statistics.median(items) if items else 0.0
 
 
+def _median_of_present(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
 def summarize(label: str, measurements: list[Measurement], failures: list[str]) -> Summary:
     summary = Summary(label, rounds=len(measurements), failures=failures)
     if not measurements:
@@ -76,10 +85,10 @@ def summarize(label: str, measurements: list[Measurement], failures: list[str]) 
     summary.rss_mb = max(m.rss_mb for m in measurements)
     summary.errors = sum(sum(m.errors.values()) for m in measurements)
     summary.requests = sum(m.requests for m in measurements)
-    ttfb = [m.ttfb_p50_ms for m in measurements if m.ttfb_p50_ms is not None]
-    ttfb99 = [m.ttfb_p99_ms for m in measurements if m.ttfb_p99_ms is not None]
-    summary.ttfb_p50_ms = _median(ttfb) if ttfb else None
-    summary.ttfb_p99_ms = _median(ttfb99) if ttfb99 else None
+    summary.ttfb_p50_ms = _median_of_present(m.ttfb_p50_ms for m in measurements)
+    summary.ttfb_p99_ms = _median_of_present(m.ttfb_p99_ms for m in measurements)
+    summary.burst_p50_ms = _median_of_present(m.burst_p50_ms for m in measurements)
+    summary.burst_p99_ms = _median_of_present(m.burst_p99_ms for m in measurements)
     summary.warnings = [w for m in measurements for w in m.warnings]
     return summary
 
@@ -135,10 +144,35 @@ def render(table: Table, summaries: list[Summary]) -> str:
     ratios = ratio_lines(table, summaries)
     if ratios:
         lines += ["", *ratios]
+    lines += burst_lines(base, summaries)
     warnings = [w for s in summaries for w in s.warnings]
     if warnings:
         lines += [""] + [f"> ⚠ {w}  " for w in warnings]
     return "\n".join(lines) + "\n"
+
+
+def burst_lines(base: Summary | None, summaries: list[Summary]) -> list[str]:
+    """The opening burst of a steady scenario, as a small table of its own: every connection's first
+    request, all sent in the same millisecond, before the window (which excludes them)."""
+    rows = [s for s in summaries if s.ok and s.burst_p50_ms is not None and s.burst_p99_ms is not None]
+    if not rows:
+        return []
+    lines = ["", "Opening burst (each connection's first request, all sent at once; not in the window above):", "",
+             "| target | burst p50 ms | burst p99 ms | added p50 ms | added p99 ms |", "|---|--:|--:|--:|--:|"]
+    for s in rows:
+        added = burst_added(s, base) if s is not base else None
+        cells = [s.label, number(s.burst_p50_ms or 0), number(s.burst_p99_ms or 0)]
+        cells += [f"{added[0]:+.2f}", f"{added[1]:+.2f}"] if added else ["", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def burst_added(summary: Summary, base: Summary | None) -> tuple[float, float] | None:
+    """The opening burst's p50 and p99 minus the mock-direct row's, when both were measured."""
+    if (base is None or summary.burst_p50_ms is None or summary.burst_p99_ms is None
+            or base.burst_p50_ms is None or base.burst_p99_ms is None):
+        return None
+    return summary.burst_p50_ms - base.burst_p50_ms, summary.burst_p99_ms - base.burst_p99_ms
 
 
 def ratio_lines(table: Table, summaries: list[Summary]) -> list[str]:

@@ -85,6 +85,29 @@ def test_a_window_without_responses_is_a_failed_round_not_a_zero_row() -> None:
     assert "-50" not in text and "slow peer:" not in text
 
 
+
+def _burst(p50: float, burst_p50: float, burst_p99: float) -> compare_report.Measurement:
+    measurement = _m(500, p50, 1.0)
+    measurement.burst_p50_ms, measurement.burst_p99_ms = burst_p50, burst_p99
+    return measurement
+
+
+def test_the_opening_burst_gets_its_own_table_read_against_the_mock() -> None:
+    table = compare_report.Table("slow-c256", "Slow", "mock", "gw", ())
+    mock = compare_report.summarize("mock", [_burst(503, 507, 508), _burst(503, 505, 506)], [])
+    ours = compare_report.summarize("gw", [_burst(510, 640, 790), _burst(512, 660, 800), _burst(511, 700, 820)], [])
+    assert (ours.burst_p50_ms, ours.burst_p99_ms) == (660, 800)  # medians over the rounds
+    assert compare_report.burst_added(ours, mock) == (154, 293)
+    text = compare_report.render(table, [mock, ours])
+    assert "Opening burst" in text
+    assert "| gw | 660 | 800 | +154.00 | +293.00 |" in text
+    assert "| mock | 506 | 507 |  |  |" in text
+    # A wrk scenario has no burst of its own: no such table, no added burst.
+    plain = compare_report.summarize("gw", [_m(500, 510, 1.0)], [])
+    assert compare_report.burst_added(plain, mock) is None
+    assert "Opening burst" not in compare_report.render(table, [compare_report.summarize("mock", [_m(500, 503, 0)], []),
+                                                                plain])
+
 def test_soak_verdict_reads_the_second_half() -> None:
     assert soak.is_flat([(0, 200.0), (10_000, 230.0), (20_000, 231.0), (30_000, 232.0)]) == (True, 2.0)
     flat, growth = soak.is_flat([(0, 200.0), (10_000, 230.0), (20_000, 250.0), (30_000, 270.0)])
