@@ -1,11 +1,12 @@
 """The gateway against LiteLLM Proxy, Portkey and a bare forwarder, in one run, as markdown tables.
 
-    .venv/bin/python bench/compare.py            # 3 interleaved rounds of every scenario: ~12 minutes
+    .venv/bin/python bench/compare.py            # 3 interleaved rounds of every scenario: ~15 minutes
     .venv/bin/python bench/compare.py --quick    # 1 short round: ~3 minutes
     .venv/bin/python bench/compare.py --scenarios chat-c16 stream-c16 --targets mock,gateway,portkey
 
 Every target runs on CPU 0, one at a time under load; the nginx mock upstream, the trace sink, wrk and
-this script on CPU 1. Tables go to stdout, progress to stderr. See docs/benchmarks.md.
+this script on CPU 1 (the 500 ms upstream scenarios are loaded by this script, bench/closed_loop.py, on
+connections kept from their warm-up). Tables go to stdout, progress to stderr. See docs/benchmarks.md.
 """
 
 from __future__ import annotations
