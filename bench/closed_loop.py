@@ -13,7 +13,9 @@ Each connection is an asyncio protocol on uvloop with httptools parsing the resp
 latency is taken in the callback that completes its response, before any task runs, so a wave of 256
 responses arriving together is timed as it arrived, not as a Python client got round to it (a few
 microseconds per response, against ~100 µs through aiohttp). Only what the slow scenarios need:
-HTTP/1.1 keep-alive POSTs of JSON, answers with a length or chunked; no TLS, no streaming checks.
+HTTP/1.1 keep-alive POSTs of JSON, answers with a length or chunked; no TLS, no streaming checks, and
+a connection the server closes is counted as a read error and not opened again (wrk reopens it; none
+of the targets closes a keep-alive connection within a window).
 """
 
 from __future__ import annotations
