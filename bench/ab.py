@@ -37,7 +37,6 @@ WORKTREE = "WORKTREE"
 
 @dataclass(frozen=True)
 class Arm:
-    name: str  # "a" or "b"
     rev: str
     processes: dict[str, list[float]]  # process label → CPU ms per request, one per round
 
@@ -127,7 +126,7 @@ def main(argv: list[str]) -> int:
                 cpu_ms = feature_cost.measure(live[label], args.scenario, args.duration, work_dir)
                 samples[label].append(cpu_ms)
                 log(f"round {round_index + 1}: {label}: {cpu_ms:.3f} CPU ms/req")
-    arms = [Arm(arm, rev, {label: samples[label] for label in order if owner.get(label) == arm})
+    arms = [Arm(rev, {label: samples[label] for label in order if owner.get(label) == arm})
             for arm, rev in (("a", args.a), ("b", args.b))]
     print(render(arms[0], arms[1], samples["bare forwarder"], args.scenario, args.rounds, args.duration))
     return 0

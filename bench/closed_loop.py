@@ -61,8 +61,7 @@ class LoopResult:
     window: Latencies
     burst: Latencies  # the first request of every connection, all sent at once
     errors: dict[str, int]  # only the kinds that occurred: non200, read (connection lost), timeout
-    #: Every response, warm-up included: (seconds since the connections opened, latency in seconds).
-    timeline: list[tuple[float, float]] = field(default_factory=list)
+    answered: int  # responses over the whole run, warm-up included
 
 
 @dataclass(frozen=True)
@@ -77,14 +76,13 @@ class Plan:
 
 @dataclass
 class _Tally:
-    opened: float = 0.0
     window_start: float = float("inf")
     window_end: float = float("inf")
     stopping: bool = False
     sent: int = 0
     window: list[float] = field(default_factory=list)
     burst: list[float] = field(default_factory=list)
-    timeline: list[tuple[float, float]] = field(default_factory=list)
+    answered: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
@@ -124,7 +122,7 @@ class _Connection(asyncio.Protocol):
         latency = now - self._sent_at
         tally = self._tally
         self._busy = False
-        tally.timeline.append((now - tally.opened, latency))
+        tally.answered += 1
         if self._first:
             tally.burst.append(latency)
             self._first = False
@@ -164,7 +162,7 @@ def _head(plan: Plan) -> tuple[str, int, bytes]:
 async def _run(plan: Plan, on_window: Callable[[str], None]) -> LoopResult:
     loop = asyncio.get_running_loop()
     host, port, head = _head(plan)
-    tally = _Tally(opened=time.perf_counter())
+    tally = _Tally()
     closed: list[asyncio.Future[None]] = [loop.create_future() for _ in range(plan.connections)]
     connections = await asyncio.gather(*(
         loop.create_connection(lambda done=done: _Connection(plan, head, tally, done), host, port)  # type: ignore[misc]
@@ -185,7 +183,7 @@ async def _run(plan: Plan, on_window: Callable[[str], None]) -> LoopResult:
             tally.error("timeout")
             protocol.close()
     return LoopResult(len(tally.window), tally.window_end - tally.window_start, Latencies.of(tally.window),
-                      Latencies.of(tally.burst), dict(tally.errors), tally.timeline)
+                      Latencies.of(tally.burst), dict(tally.errors), tally.answered)
 
 
 def run(plan: Plan, on_window: Callable[[str], None] = lambda _: None) -> LoopResult:

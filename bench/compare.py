@@ -53,6 +53,7 @@ TEST_CPU, LOAD_CPU = 0, 1
 NOISE_CORE_FRACTION = 0.10  # another process above this share of a core makes a window noisy
 SATURATED_LOAD_SIDE = 0.90  # wrk, nginx and the sink above this share of CPU 1: the load side may be the limit
 ALL = ("mock", "forwarder", "gateway", "litellm", "portkey")
+PROMPT = "Benchmark prompt @N@, please answer."  # `@N@`: made unique per request (chat.lua's `unique=`)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class Timing:
 
 
 def _job(target: targets.Target, scenario: Scenario, work_dir: Path, nonce: str) -> wrk_runner.WrkJob:
-    request = target.request(scenario.route, "Benchmark prompt @N@, please answer.", scenario.stream)
+    request = target.request(scenario.route, PROMPT, scenario.stream)
     body_file = work_dir / f"body-{target.name}-{scenario.route}-{scenario.stream}.json"
     body_file.write_text(json.dumps(request.body))
     return wrk_runner.WrkJob(request.url, body_file, scenario.concurrency, token=request.token,
@@ -145,7 +146,7 @@ def _wrk_window(target: targets.Target, scenario: Scenario, timing: Timing, work
 def _steady_window(target: targets.Target, scenario: Scenario, timing: Timing, nonce: str) -> Window:
     """bench/closed_loop.py: the warm-up's connections stay open into the window, and their opening
     burst is reported apart."""
-    request = target.request(scenario.route, "Benchmark prompt @N@, please answer.", scenario.stream)
+    request = target.request(scenario.route, PROMPT, scenario.stream)
     headers = request.headers + ((("Authorization", f"Bearer {request.token}"),) if request.token else ())
     template = json.dumps(request.body)  # `@N@` made unique per request, as chat.lua does
 
@@ -203,7 +204,7 @@ async def ttfb(target: targets.Target, scenario: Scenario, samples: int, nonce: 
     connector = aiohttp.TCPConnector(limit=1)
     async with aiohttp.ClientSession(connector=connector) as session:
         for index in range(samples + 5):  # the first 5 open the connection and are not counted
-            request = target.request(scenario.route, f"Benchmark prompt {nonce}-{index}, please answer.", True)
+            request = target.request(scenario.route, PROMPT.replace("@N@", f"{nonce}-{index}"), True)
             headers = {"content-type": "application/json", **dict(request.headers)}
             if request.token:
                 headers["authorization"] = f"Bearer {request.token}"

@@ -134,11 +134,11 @@ def test_collapsed_stacks_give_self_and_inclusive_shares() -> None:
 
 
 def test_ab_verdict_reads_the_difference_against_the_spread_between_processes() -> None:
-    a = ab.Arm("a", "HEAD", {"a1": [0.70, 0.72, 0.71], "a2": [0.76, 0.75, 0.77]})
-    close = ab.Arm("b", "HEAD", {"b1": [0.74, 0.73, 0.75], "b2": [0.77, 0.78, 0.76]})
+    a = ab.Arm("HEAD", {"a1": [0.70, 0.72, 0.71], "a2": [0.76, 0.75, 0.77]})
+    close = ab.Arm("HEAD", {"b1": [0.74, 0.73, 0.75], "b2": [0.77, 0.78, 0.76]})
     assert a.medians == [0.71, 0.76] and a.value == pytest.approx(0.735)
     assert "the arms overlap, so this is within the noise" in ab.verdict(a, close)
-    faster = ab.Arm("b", "WORKTREE", {"b1": [0.60, 0.61, 0.62], "b2": [0.63, 0.64, 0.62]})
+    faster = ab.Arm("WORKTREE", {"b1": [0.60, 0.61, 0.62], "b2": [0.63, 0.64, 0.62]})
     text = ab.verdict(a, faster)
     assert text.startswith("b ÷ a: -15.6 %") and "the arms do not overlap" in text
     table = ab.render(a, faster, [0.23, 0.24], "chat-c16", 3, 5)
