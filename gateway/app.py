@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway import __version__
@@ -139,9 +140,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
+class GatewayApp(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, with the data plane's routes (plain Starlette routes, for speed) in it."""
+        if not self.openapi_schema:
+            self.openapi_schema = get_openapi(title=self.title, version=self.version, summary=self.summary,
+                                              routes=[*openai.documented(), *self.routes])
+        return self.openapi_schema
+
+
 def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter | None = None) -> FastAPI:
     """``span_exporter`` turns tracing on with that exporter (tests, in-memory), whatever OTEL_* says."""
-    app = FastAPI(
+    app = GatewayApp(
         title="llm-gateway",
         version=__version__,
         summary="An OpenAI-compatible LLM gateway on litellm's provider layer.",
@@ -155,6 +165,9 @@ def create_app(settings: Settings | None = None, *, span_exporter: SpanExporter 
     app.state.span_exporter = span_exporter
     app.add_middleware(TelemetryMiddleware)  # server spans and the access log
     install_error_handlers(app, redis=app.state.settings.redis_url is not None)
+    # Before include_router, whose bookkeeping then covers these routes too (FastAPI has no public
+    # call that adds a ready-made Starlette route).
+    app.router.routes.extend(openai.data_plane())
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(cache_admin.router)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
-from gateway.api.deps import ServicesDep
+from gateway.api.deps import ServicesDep, services_of
 from gateway.api.http import (
     EventStreamResponse,
     cancel_on_disconnect,
@@ -55,21 +60,59 @@ async def _handle(request: Request, services: Services, operation: Operation,
                                on_closed=lambda: services.observe(ctx, 200, None))
 
 
-@router.post("/chat/completions", openapi_extra=body_schema(ChatCompletionRequest),
-             summary="Create a chat completion (JSON or SSE stream)")
-async def chat_completions(request: Request, services: ServicesDep) -> Response:
-    return await _handle(request, services, "chat", ChatCompletionRequest)
+async def chat_completions(request: Request) -> Response:
+    return await _handle(request, services_of(request), "chat", ChatCompletionRequest)
 
 
-@router.post("/completions", openapi_extra=body_schema(CompletionRequest),
-             summary="Create a (legacy) text completion")
-async def completions(request: Request, services: ServicesDep) -> Response:
-    return await _handle(request, services, "completion", CompletionRequest)
+async def completions(request: Request) -> Response:
+    return await _handle(request, services_of(request), "completion", CompletionRequest)
 
 
-@router.post("/embeddings", openapi_extra=body_schema(EmbeddingRequest), summary="Create embeddings")
-async def embeddings(request: Request, services: ServicesDep) -> Response:
-    return await _handle(request, services, "embedding", EmbeddingRequest)
+async def embeddings(request: Request) -> Response:
+    return await _handle(request, services_of(request), "embedding", EmbeddingRequest)
+
+
+@dataclass(frozen=True)
+class DataRoute:
+    """One POST endpoint of the data plane: its path, handler, documented body and summary."""
+
+    path: str
+    endpoint: Callable[[Request], Awaitable[Response]]
+    body: type[BaseModel]
+    summary: str
+
+
+#: Served as plain Starlette routes. Their handlers read, validate and answer the body themselves,
+#: so FastAPI's per-request machinery (solving the endpoint's parameters and dependencies) would buy
+#: them nothing, and it was a tenth of a request's CPU (docs/benchmarks.md, bench/ab.py). They are
+#: documented from the same functions (``documented``); the control plane stays on FastAPI routes.
+DATA_PLANE = (
+    DataRoute("/v1/chat/completions", chat_completions, ChatCompletionRequest,
+              "Create a chat completion (JSON or SSE stream)"),
+    DataRoute("/v1/completions", completions, CompletionRequest, "Create a (legacy) text completion"),
+    DataRoute("/v1/embeddings", embeddings, EmbeddingRequest, "Create embeddings"),
+)
+
+
+class DataPlaneRoute(Route):
+    """A Starlette route that names itself in the scope, as FastAPI's do: the server span and the
+    access log are named after the route's template."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
+
+
+def data_plane() -> list[DataPlaneRoute]:
+    return [DataPlaneRoute(r.path, r.endpoint, methods=["POST"], include_in_schema=False) for r in DATA_PLANE]
+
+
+def documented() -> list[APIRoute]:
+    """The data plane as FastAPI would describe it, for the OpenAPI document only (never mounted)."""
+    return [APIRoute(r.path, r.endpoint, methods=["POST"], tags=["openai"], responses=ERROR_RESPONSES,
+                     summary=r.summary, openapi_extra=body_schema(r.body)) for r in DATA_PLANE]
 
 
 @router.get("/models", response_model=ModelList, summary="List the models this key may use")
