@@ -29,10 +29,15 @@ import procstat
 import wrk_runner
 from children import Children, log, run_main
 
+from gateway.limits.local_limiter import SETTLED_SECONDS
+from gateway.limits.types import WINDOW_SECONDS
+
 TEST_CPU, LOAD_CPU = 0, 1
 FLAT_FRACTION, FLAT_MB = 0.02, 10.0
 GOAL_MB, GOAL_REQUESTS = 250.0, 100_000  # issue #7: RSS per worker after 100k requests
 SAMPLES = 10  # RSS readings after the idle one, when --every is not given
+#: The limiter's window (60 s) plus its settled ids (15 s): per-key state grows until then, with the rate.
+FILLING_SECONDS = WINDOW_SECONDS + SETTLED_SECONDS
 
 
 
@@ -45,8 +50,9 @@ def is_flat(samples: list[tuple[int, float]]) -> tuple[bool, float]:
     return growth <= max(0.0, min(FLAT_FRACTION * middle, FLAT_MB)), growth
 
 
-def verdict(samples: list[tuple[int, float]]) -> str:
-    """Plain answers to the goal: under 250 MB at the end? flat over the second half? and the creep's rate."""
+def verdict(samples: list[tuple[int, float]], elapsed_s: float | None = None) -> str:
+    """Plain answers to the goal: under 250 MB at the end? flat over the second half? and the creep's rate.
+    A run shorter than FILLING_SECONDS says so: its second half still sees the limiter's windows fill."""
     flat, growth = is_flat(samples)
     final = samples[-1][1]
     half_requests = samples[-1][0] - samples[(len(samples) - 1) // 2][0]
@@ -59,7 +65,11 @@ def verdict(samples: list[tuple[int, float]]) -> str:
     return (f"RSS at the end ≤ {GOAL_MB:.0f} MB: {under} ({final:.1f} MB; idle {samples[0][1]:.1f} MB, "
             f"peak {max(rss for _, rss in samples):.1f} MB).  \n"
             f"Flat: {flat_text} (second half {growth:+.1f} MB{rate}; flat means at most "
-            f"+{FLAT_FRACTION:.0%} and +{FLAT_MB:.0f} MB).")
+            f"+{FLAT_FRACTION:.0%} and +{FLAT_MB:.0f} MB)."
+            + (f"  \nThe run lasted {elapsed_s:.0f} s, less than the {FILLING_SECONDS:.0f} s the virtual key's "
+               "limiter state takes to fill (its windows hold the last minute of requests, its settled ids "
+               "15 s): the second half still saw it grow, so it is no test of flatness; send more requests."
+               if elapsed_s is not None and elapsed_s < FILLING_SECONDS else ""))
 
 
 def render(samples: list[tuple[int, float]], errors: int, elapsed_s: float, route: str, concurrency: int) -> str:
@@ -72,7 +82,7 @@ def render(samples: list[tuple[int, float]], errors: int, elapsed_s: float, rout
         change = "" if previous is None else f"{rss - previous:+.1f}"
         lines.append(f"| {count:,} | {rss:.1f} | {change} |")
         previous = rss
-    lines += ["", verdict(samples)]
+    lines += ["", verdict(samples, elapsed_s)]
     return "\n".join(lines) + "\n"
 
 

@@ -124,6 +124,14 @@ def test_soak_verdict_answers_the_goal_plainly() -> None:
     assert "after 100,000" not in text
 
 
+def test_soak_verdict_says_when_the_run_was_too_short_to_judge_flatness() -> None:
+    samples = [(0, 225.0), (50_000, 236.0), (100_000, 243.0)]
+    short = soak.verdict(samples, elapsed_s=38.0)
+    assert "lasted 38 s" in short and "no test of flatness" in short
+    assert "no test of flatness" not in soak.verdict(samples, elapsed_s=soak.FILLING_SECONDS + 1)
+    assert "no test of flatness" not in soak.verdict(samples)
+
+
 def test_collapsed_stacks_give_self_and_inclusive_shares() -> None:
     text = ("main (/x/gateway/cli.py:10);call (/x/site-packages/gateway/pipeline.py:5);json (/usr/lib/python3.11/"
             "json/__init__.py:3) 3\nmain (/x/gateway/cli.py:10);call (/x/site-packages/gateway/pipeline.py:7) 1\n")
