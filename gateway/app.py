@@ -141,6 +141,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 class GatewayApp(FastAPI):
+    """FastAPI, with an OpenAPI document that also describes the data plane's plain Starlette routes."""
+
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document, with the data plane's routes (plain Starlette routes, for speed) in it."""
         if not self.openapi_schema:
