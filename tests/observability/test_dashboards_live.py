@@ -141,6 +141,15 @@ def _key(gateway: Process, **fields: Any) -> str:
     return secret
 
 
+def _until_exact_hit(client: openai.OpenAI, messages: list[ChatCompletionMessageParam]) -> None:
+    for _ in range(100):
+        raw = client.chat.completions.with_raw_response.create(model="cached", messages=messages)
+        if raw.headers.get("x-gateway-cache") == "hit":
+            return
+        time.sleep(0.02)
+    raise AssertionError("the cached answer never became an exact hit")
+
+
 def _workload(gateway: Process, keys: dict[str, str]) -> None:
     def client(name: str) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=keys[name], max_retries=0, timeout=30)
@@ -154,9 +163,11 @@ def _workload(gateway: Process, keys: dict[str, str]) -> None:
             chunks = list(who.chat.completions.create(model="chat", messages=ask("stream me a few words please"),
                                                       stream=True, stream_options={"include_usage": True}))
             assert chunks
-            # Cache: a miss, the same request again (exact hit), then a paraphrase (semantic tier).
+            # Cache: a miss, the same request again until it is an exact hit (an entry is visible once its
+            # write commits, ~10 ms after the answer; a hit in this wave is what the hit series of the next
+            # one grows from), then a paraphrase (semantic tier).
             who.chat.completions.create(model="cached", messages=ask("What is the capital city of France?"))
-            who.chat.completions.create(model="cached", messages=ask("What is the capital city of France?"))
+            _until_exact_hit(who, ask("What is the capital city of France?"))
             who.chat.completions.create(model="cached", messages=ask("What's the capital city of France?"))
             # A fallback: primary always answers 503, its fallback is chat.
             who.chat.completions.create(model="primary", messages=ask("fall back please"))
