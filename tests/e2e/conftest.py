@@ -3,7 +3,8 @@ real ``openai`` SDK."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,25 @@ def deployment(alias: str, model: str, base: str, **params: Any) -> dict[str, An
     if model_info:
         entry["model_info"] = model_info
     return entry
+
+
+def ask(client: openai.OpenAI, text: str, model: str = "cached", headers: dict[str, str] | None = None,
+        **params: Any) -> tuple[str, Any]:
+    """(x-gateway-cache, parsed completion)."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": text}], extra_headers=headers, **params)
+    return raw.headers.get("x-gateway-cache", ""), raw.parse()
+
+
+def until(outcome: str, attempt: Callable[[], tuple[str, Any]], within: float = 10.0) -> Any:
+    """Repeat ``attempt`` until the gateway says ``outcome`` (cache writes land just after a response)."""
+    deadline = time.monotonic() + within
+    while True:
+        said, result = attempt()
+        if said == outcome:
+            return result
+        assert time.monotonic() < deadline, f"never {outcome!r}; last said {said!r}"
+        time.sleep(0.05)
 
 
 def main_config(mock_url: str) -> dict[str, Any]:

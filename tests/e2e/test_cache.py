@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import openai
 import pytest
 import redis
 
-from tests.e2e.conftest import deployment
+from tests.e2e.conftest import ask, deployment, until
 from tests.processes import MASTER_KEY, ROOT, Process, start_gateway
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
@@ -66,25 +66,6 @@ def create_key(gateway: Process, **fields: Any) -> dict[str, Any]:
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
-
-
-def ask(client: openai.OpenAI, text: str, model: str = "cached", headers: dict[str, str] | None = None,
-        **params: Any) -> tuple[str, Any]:
-    """(x-gateway-cache, parsed completion)."""
-    raw = client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": text}], extra_headers=headers, **params)
-    return raw.headers.get("x-gateway-cache", ""), raw.parse()
-
-
-def until(outcome: str, attempt: Callable[[], tuple[str, Any]], within: float = 10.0) -> Any:
-    """Repeat ``attempt`` until the gateway says ``outcome`` (cache writes land just after a response)."""
-    deadline = time.monotonic() + within
-    while True:
-        said, result = attempt()
-        if said == outcome:
-            return result
-        assert time.monotonic() < deadline, f"never {outcome!r}; last said {said!r}"
-        time.sleep(0.05)
 
 
 def unique(text: str) -> str:

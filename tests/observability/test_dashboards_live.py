@@ -21,7 +21,8 @@ import pytest
 import yaml
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.e2e.conftest import deployment
+from tests.e2e.conftest import ask as cache_ask
+from tests.e2e.conftest import deployment, until
 from tests.processes import MASTER_KEY, Process, free_port, start_gateway
 
 pytestmark = pytest.mark.e2e
@@ -141,15 +142,6 @@ def _key(gateway: Process, **fields: Any) -> str:
     return secret
 
 
-def _until_exact_hit(client: openai.OpenAI, messages: list[ChatCompletionMessageParam]) -> None:
-    for _ in range(100):
-        raw = client.chat.completions.with_raw_response.create(model="cached", messages=messages)
-        if raw.headers.get("x-gateway-cache") == "hit":
-            return
-        time.sleep(0.02)
-    raise AssertionError("the cached answer never became an exact hit")
-
-
 def _workload(gateway: Process, keys: dict[str, str]) -> None:
     def client(name: str) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=keys[name], max_retries=0, timeout=30)
@@ -167,7 +159,7 @@ def _workload(gateway: Process, keys: dict[str, str]) -> None:
             # write commits, ~10 ms after the answer; a hit in this wave is what the hit series of the next
             # one grows from), then a paraphrase (semantic tier).
             who.chat.completions.create(model="cached", messages=ask("What is the capital city of France?"))
-            _until_exact_hit(who, ask("What is the capital city of France?"))
+            until("hit", lambda who=who: cache_ask(who, "What is the capital city of France?"))
             who.chat.completions.create(model="cached", messages=ask("What's the capital city of France?"))
             # A fallback: primary always answers 503, its fallback is chat.
             who.chat.completions.create(model="primary", messages=ask("fall back please"))
